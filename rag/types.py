@@ -1,0 +1,157 @@
+"""Dataclasses passed between pipeline stages.
+
+Every stage takes and returns these, never loose dicts. Pages are 1-based; times are seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def format_clock(seconds: float) -> str:
+    """Format seconds as ``mm:ss`` (or ``h:mm:ss`` past an hour)."""
+    total = max(0, int(round(seconds)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes:02d}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a passage comes from.
+
+    ``file`` is the document's file name as ingested (not a full path). PDFs set ``page`` (1-based) and, when a
+    passage runs onto the next page, ``last_page``; media sets ``start_s``/``end_s`` in seconds.
+    """
+
+    file: str
+    page: int | None = None
+    last_page: int | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+    @property
+    def is_media(self) -> bool:
+        return self.start_s is not None
+
+    def label(self) -> str:
+        """Human citation: ``report.pdf, p. 12`` or ``briefing.mp4 ▶ 03:15–03:42``."""
+        if self.start_s is not None:
+            end = self.end_s if self.end_s is not None else self.start_s
+            return f"{self.file} ▶ {format_clock(self.start_s)}–{format_clock(end)}"
+        if self.page is None:
+            return self.file
+        if self.last_page and self.last_page != self.page:
+            return f"{self.file}, pp. {self.page}–{self.last_page}"
+        return f"{self.file}, p. {self.page}"
+
+
+@dataclass(frozen=True)
+class DocMeta:
+    """Document-level metadata detected at ingest (where the document states it)."""
+
+    company: str | None = None
+    year: int | None = None
+    language: str = "en"  # "en" or "zh"
+
+
+@dataclass(frozen=True)
+class Page:
+    """Cleaned text of one PDF page (``number`` is 1-based)."""
+
+    number: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A transcribed stretch of speech, times in seconds from the start of the media."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable passage.
+
+    ``id`` is a content hash (stable across re-ingests); ``doc_id`` is the sha256 of the source file. ``key`` is the
+    short "key information" line embedded by the two-level index; the reader always gets ``text``.
+    """
+
+    id: str
+    doc_id: str
+    text: str
+    source: Source
+    meta: DocMeta = field(default_factory=DocMeta)
+    heading: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score and, where the retriever produced them, the per-method scores."""
+
+    chunk: Chunk
+    score: float
+    dense: float | None = None
+    bm25: float | None = None
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document in the knowledge base (one ingested file)."""
+
+    name: str
+    sha256: str
+    kind: str  # "pdf" or "media"
+    chunks: int
+    pages: int | None = None
+    duration_s: float | None = None
+    meta: DocMeta = field(default_factory=DocMeta)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What retrieval may look at. Empty fields mean "no restriction"."""
+
+    docs: tuple[str, ...] = ()
+    company: str | None = None
+    year: int | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return not self.docs and self.company is None and self.year is None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A passage the answer cites as ``[n]``."""
+
+    n: int
+    hit: Hit
+
+    @property
+    def source(self) -> Source:
+        return self.hit.chunk.source
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The result of one question.
+
+    ``route`` is the path taken (``faq``, ``chitchat``, ``rag``, ``out_of_scope``). ``refused`` marks a "the documents
+    don't answer this" reply, with ``reason`` saying why.
+    """
+
+    text: str
+    route: str
+    citations: tuple[Citation, ...] = ()
+    hits: tuple[Hit, ...] = ()
+    refused: bool = False
+    reason: str | None = None
+    question: str = ""
+    standalone_question: str = ""
