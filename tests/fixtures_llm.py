@@ -1,0 +1,1 @@
+"""Session fixtures for this area (registered in conftest.py)."""
