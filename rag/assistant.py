@@ -1,0 +1,189 @@
+"""The one place where backends are wired: settings -> embedder, knowledge bases, LLM, transcriber, router, chain.
+
+``app.py`` and the CLI talk only to ``Assistant``. Nothing loads at construction; each model loads on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.embed import Embedder, make_embedder
+from rag.errors import RebuildNeeded
+from rag.index import KnowledgeBase
+from rag.ingest import Ingestor, Progress, rebuild
+from rag.retrieve import HybridRetriever
+from rag.settings import Settings
+from rag.types import Answer, Document, Event, IngestResult, Retrieval, Scope
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Session:
+    """One visitor: private uploads (in memory, never shown to others)."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    kb: KnowledgeBase | None = None
+
+class Assistant:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        llm: object | None = None,
+        transcriber: object | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or make_embedder(settings.embedder, settings.threads)
+        self._llm = llm
+        self._transcriber = transcriber
+        self._kb: KnowledgeBase | None = None
+        self._router = None
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ wiring (lazy)
+    @property
+    def kb(self) -> KnowledgeBase:
+        """The shared, persistent knowledge base. Raises ``RebuildNeeded`` if the stored one can't be used."""
+        with self._lock:
+            if self._kb is None:
+                self._kb = KnowledgeBase.open(
+                    self.settings.kb_dir,
+                    self.embedder,
+                    hnsw_threshold=self.settings.hnsw_threshold,
+                    k1=self.settings.bm25_k1,
+                    b=self.settings.bm25_b,
+                )
+            return self._kb
+
+    @property
+    def llm(self):
+        with self._lock:
+            if self._llm is None:
+                from rag.llm import make_llm
+
+                self._llm = make_llm(self.settings)
+            return self._llm
+
+    def transcriber(self):
+        with self._lock:
+            if self._transcriber is None:
+                from rag.transcribe import make_transcriber
+
+                self._transcriber = make_transcriber(self.settings)
+            return self._transcriber
+
+    @property
+    def router(self):
+        with self._lock:
+            if self._router is None:
+                from rag.route import Router
+
+                self._router = Router(self.embedder, self.faq_path(), self.settings)
+            return self._router
+
+    def faq_path(self) -> Path:
+        """The user's editable FAQ in the knowledge base folder (copied from assets/ on first use)."""
+        from rag.faq import ensure_user_faq
+
+        return ensure_user_faq(self.settings)
+
+    def new_session(self) -> Session:
+        return Session(kb=KnowledgeBase(None, self.embedder.name, self.embedder.dim))
+
+    def _kbs(self, session: Session | None) -> list[KnowledgeBase]:
+        kbs = [self.kb]
+        if session is not None and session.kb is not None:
+            kbs.append(session.kb)
+        return kbs
+
+    def retriever(self, session: Session | None = None) -> HybridRetriever:
+        return HybridRetriever(self._kbs(session), self.embedder, self.settings)
+
+    # ------------------------------------------------------------------ documents
+    def documents(self, session: Session | None = None) -> list[Document]:
+        """Shared documents plus the session's private ones."""
+        docs = self.kb.documents()
+        if session is not None and session.kb is not None:
+            docs += session.kb.documents()
+        return docs
+
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        names: Sequence[str] | None = None,
+        *,
+        session: Session | None = None,
+        private: bool = False,
+        progress: Progress | None = None,
+        language: str | None = None,
+    ) -> Iterator[IngestResult]:
+        """Ingest into the shared knowledge base, or into the session's private one when ``private``."""
+        kb = session.kb if (private and session is not None and session.kb is not None) else self.kb
+        ingestor = Ingestor(kb, self.embedder, self.settings, transcriber_factory=self.transcriber)
+        yield from ingestor.ingest(paths, names, progress=progress, language=language)
+
+    def delete(self, name: str, session: Session | None = None) -> bool:
+        if session is not None and session.kb is not None and session.kb.delete(name):
+            return True
+        if self.kb.delete(name):
+            self.kb.save()
+            return True
+        return False
+
+    def source_path(self, name: str) -> Path | None:
+        return self.kb.source_path(name)
+
+    def rebuild(self, progress: Progress | None = None) -> list[IngestResult]:
+        """Rebuild the shared knowledge base from its stored sources, then reopen it."""
+        with self._lock:
+            results = rebuild(self.settings.kb_dir, self.embedder, self.settings, progress)
+            self._kb = None
+        return results
+
+    def kb_status(self) -> str | None:
+        """``None`` when the knowledge base is usable, else the one-line reason it must be rebuilt."""
+        try:
+            self.kb  # noqa: B018 - opening it is the check
+        except RebuildNeeded as exc:
+            return str(exc)
+        return None
+
+    # ------------------------------------------------------------------ questions
+    def search(
+        self, question: str, scope: Scope = Scope(), k: int = 5, mode: str = "hybrid", session: Session | None = None
+    ) -> Retrieval:
+        return self.retriever(session).retrieve(question, scope, k=k, mode=mode)
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        scope: Scope = Scope(),
+        session: Session | None = None,
+    ) -> Iterator[Event]:
+        """Route the message, then stream the reply as events (``route``, ``sources``, ``token``…, ``done``)."""
+        from rag.answer import RagChain
+
+        retriever = self.retriever(session)
+        route = self.router.classify(question, kb_score=lambda m: retriever.retrieve(m, scope, k=3).best_dense)
+        yield Event("route", route=route.label)
+        if route.label != "rag":
+            yield Event("done", answer=Answer(route.reply or "", route.label, question=question))
+            return
+        chain = RagChain(retriever, self.llm, self.settings)
+        yield from chain.stream(question, history, scope)
+
+    def answer(self, question: str, **kwargs: object) -> Answer:
+        """``ask`` without streaming."""
+        final = None
+        for event in self.ask(question, **kwargs):  # type: ignore[arg-type]
+            if event.kind == "done":
+                final = event.answer
+        assert final is not None
+        return final

@@ -1,0 +1,209 @@
+"""Command line: ``python -m rag ingest|search|ask|docs|delete|rebuild|eval``.
+
+Results go to stdout (``--json`` prints exactly one JSON document); logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rag.errors import RagError
+from rag.settings import Settings
+from rag.types import Answer, Hit, Scope
+
+log = logging.getLogger("rag")
+
+
+def _hit_json(hit: Hit) -> dict:
+    src = hit.chunk.source
+    return {
+        "file": src.file,
+        "page": src.page,
+        "start_s": src.start_s,
+        "end_s": src.end_s,
+        "score": round(hit.score, 6),
+        "text": hit.chunk.text,
+    }
+
+
+def answer_json(answer: Answer) -> dict:
+    """The ``ask --json`` object: route, answer, and only the passages the answer cites."""
+    return {
+        "route": answer.route,
+        "answer": answer.text,
+        "refused": answer.refused,
+        "citations": [
+            {
+                "n": c.n,
+                "file": c.source.file,
+                "page": c.source.page,
+                "start_s": c.source.start_s,
+                "end_s": c.source.end_s,
+                "text": c.hit.chunk.text,
+            }
+            for c in answer.citations
+        ],
+    }
+
+
+class _Bar:
+    """A one-line progress bar on stderr (only when stderr is a terminal; otherwise a log line per file step)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.tty:
+            filled = int(30 * fraction)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message[:70]:<70}")
+            sys.stderr.flush()
+        elif message != self.last:
+            log.debug("%3.0f%% %s", 100 * fraction, message)
+        self.last = message
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rag", description="ESG document assistant (offline RAG).")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def kb_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--kb", type=Path, default=None, help="knowledge base folder (default: ESG_KB_DIR, else knowledge_base/)"
+        )
+
+    sp = sub.add_parser("ingest", help="add PDFs and media files to the knowledge base")
+    sp.add_argument("files", nargs="+", type=Path)
+    sp.add_argument("--language", default=None, help="spoken language of media files (default: auto-detect)")
+    sp.add_argument("--json", action="store_true", help="print one JSON array of per-file results")
+    kb_arg(sp)
+
+    for name, helptext in (("search", "retrieve passages for a question"), ("ask", "answer a question")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("question")
+        sp.add_argument("--doc", action="append", default=[], help="restrict to this document (repeatable)")
+        sp.add_argument("--company", default=None, help="restrict to this company's documents")
+        sp.add_argument("--year", type=int, default=None, help="restrict to documents of this report year")
+        sp.add_argument("--json", action="store_true")
+        kb_arg(sp)
+        if name == "search":
+            sp.add_argument("--k", type=int, default=5)
+            sp.add_argument("--mode", choices=("hybrid", "dense", "bm25"), default="hybrid")
+        else:
+            sp.add_argument("--llm", default=None, help="small, large or a path to a .gguf file")
+
+    sp = sub.add_parser("docs", help="list the documents in the knowledge base")
+    sp.add_argument("--json", action="store_true")
+    kb_arg(sp)
+    sp = sub.add_parser("delete", help="remove documents from the knowledge base")
+    sp.add_argument("names", nargs="+")
+    kb_arg(sp)
+    sp = sub.add_parser("rebuild", help="rebuild the index from the stored source files")
+    kb_arg(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        overrides: dict[str, object] = {}
+        if getattr(args, "kb", None) is not None:
+            overrides["kb_dir"] = args.kb
+        if getattr(args, "llm", None):
+            overrides["llm"] = args.llm
+        settings = Settings.from_env(**overrides)
+        return _run(args, settings)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _scope(args: argparse.Namespace) -> Scope:
+    return Scope(tuple(args.doc), args.company, args.year)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.assistant import Assistant
+
+    assistant = Assistant(settings)
+    if args.command == "ingest":
+        bar = _Bar()
+        results = []
+        for result in assistant.ingest(args.files, progress=bar, language=args.language):
+            results.append(result)
+            if bar.tty:
+                sys.stderr.write("\r" + " " * 110 + "\r")
+            if not args.json:
+                mark = "ok  " if result.ok else "FAIL"
+                print(f"{mark} {result.file}: {result.message}", flush=True)
+        bar.done()
+        if args.json:
+            rows = [{"file": r.file, "ok": r.ok, "skipped": r.skipped, "message": r.message} for r in results]
+            print(json.dumps(rows, ensure_ascii=False))
+        return 0 if all(r.ok for r in results) else 1
+    if args.command == "search":
+        retrieval = assistant.search(args.question, _scope(args), k=args.k, mode=args.mode)
+        if args.json:
+            print(json.dumps([_hit_json(h) for h in retrieval.hits], ensure_ascii=False))
+        else:
+            if retrieval.missing:
+                print(f"({retrieval.missing})")
+            for i, hit in enumerate(retrieval.hits, 1):
+                text = " ".join(hit.chunk.text.split())
+                print(f"[{i}] {hit.chunk.source.label()}  score={hit.score:.4f}\n    {text[:300]}")
+        return 0
+    if args.command == "ask":
+        answer = None
+        for event in assistant.ask(args.question, scope=_scope(args)):
+            if event.kind == "token" and not args.json:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif event.kind == "done":
+                answer = event.answer
+        assert answer is not None
+        if args.json:
+            print(json.dumps(answer_json(answer), ensure_ascii=False))
+        else:
+            if answer.route != "rag" or answer.refused:
+                print(answer.text, end="")
+            print()
+            for c in answer.citations:
+                print(f"[{c.n}] {c.source.label()}")
+        return 0
+    if args.command == "docs":
+        docs = assistant.documents()
+        if args.json:
+            from rag.index import document_to_json
+
+            print(json.dumps([document_to_json(d) for d in docs], ensure_ascii=False))
+        else:
+            for d in docs:
+                size = f"{d.pages} pages" if d.pages is not None else f"{d.duration_s or 0:.0f} s"
+                print(f"{d.name}\t{size}\t{d.chunks} passages\t{d.meta.company or '-'}\t{d.meta.year or '-'}")
+        return 0
+    if args.command == "delete":
+        missing = [n for n in args.names if not assistant.delete(n)]
+        for n in missing:
+            print(f"error: no document named {n!r}", file=sys.stderr)
+        return 1 if missing else 0
+    if args.command == "rebuild":
+        results = assistant.rebuild(progress=_Bar())
+        for r in results:
+            print(f"{'ok  ' if r.ok else 'FAIL'} {r.file}: {r.message}")
+        return 0 if all(r.ok for r in results) else 1
+    raise AssertionError(args.command)
