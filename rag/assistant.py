@@ -22,12 +22,14 @@ from rag.types import Answer, Document, Event, IngestResult, Retrieval, Scope
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Session:
     """One visitor: private uploads (in memory, never shown to others)."""
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     kb: KnowledgeBase | None = None
+
 
 class Assistant:
     def __init__(
