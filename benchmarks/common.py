@@ -1,0 +1,72 @@
+"""Helpers shared by the benchmark scripts (not part of the app)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def testdata() -> Path:
+    return Path(os.environ.get("ESG_TESTDATA", ROOT.parent / "shared" / "testdata")).resolve()
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        cpu = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), cpu)
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def today() -> str:
+    return dt.date.today().isoformat()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def gold_groups(rows: list[dict]) -> dict[tuple[str, str], set[int]]:
+    """(doc, question) -> gold pages, over rows that have a page."""
+    groups: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for row in rows:
+        if row.get("page") is not None and row.get("doc"):
+            groups[(row["doc"], row["question"])].add(int(row["page"]))
+    return dict(groups)
+
+
+def rank_metrics(ranked_pages: list[list[int]], gold: list[set[int]]) -> dict[str, float]:
+    """hit@1/5/10 and MRR (first gold page in the ranking) over queries."""
+    n = len(gold)
+    out = {"hit@1": 0.0, "hit@5": 0.0, "hit@10": 0.0, "mrr": 0.0}
+    for pages, g in zip(ranked_pages, gold, strict=True):
+        first = next((i for i, p in enumerate(pages) if p in g), None)
+        if first is not None:
+            out["mrr"] += 1 / (first + 1)
+            for k in (1, 5, 10):
+                out[f"hit@{k}"] += first < k
+    return {k: round(v / n, 3) for k, v in out.items()} if n else out
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    idx = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[idx]
