@@ -1,0 +1,86 @@
+"""Scoped hybrid retrieval: company/year scoping against entity confusion, fusion, and modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.index import KnowledgeBase
+from rag.retrieve import HybridRetriever, plan_scope
+from rag.settings import Settings
+from rag.types import Chunk, DocMeta, Document, Scope, Source
+
+
+def _add(kb, embedder, name, company, year, texts):
+    meta = DocMeta(company=company, year=year)
+    chunks = [Chunk(f"{name}:{i}", name, t, Source(name, page=i + 1), meta) for i, t in enumerate(texts)]
+    kb.add(Document(name, name, "pdf", len(chunks), pages=len(texts), meta=meta), chunks, embedder.passages(texts))
+
+
+@pytest.fixture(scope="module")
+def two_company_kb(embedder):
+    kb = KnowledgeBase(None, embedder.name, embedder.dim)
+    _add(
+        kb,
+        embedder,
+        "tencent_2023_esg.pdf",
+        "Tencent",
+        2023,
+        [
+            "Shareholding structure: Naspers holds 26% of Tencent's shares; the founders hold 8%.",
+            "Tencent's data centres used 3.2 TWh of electricity in 2023.",
+        ],
+    )
+    _add(
+        kb,
+        embedder,
+        "baidu_2022_esg.pdf",
+        "Baidu",
+        2022,
+        [
+            "Baidu's largest shareholder is its founder Robin Li, holding 16% of the shares.",
+            "Baidu reduced data centre PUE to 1.2 in 2022.",
+        ],
+    )
+    _add(kb, embedder, "siemens_2024.pdf", "Siemens", 2024, ["Siemens cut Scope 1 and 2 emissions by 62% since 2019."])
+    return kb
+
+
+def test_question_naming_a_company_is_answered_from_its_documents_only(two_company_kb, embedder):
+    retriever = HybridRetriever([two_company_kb], embedder, Settings.from_env(environ={}))
+    result = retriever.retrieve("What is Baidu's shareholding structure?", k=3)
+    assert result.scope.company == "Baidu"
+    assert result.hits and {h.chunk.source.file for h in result.hits} == {"baidu_2022_esg.pdf"}
+    assert "Robin Li" in result.hits[0].chunk.text
+    zh = retriever.retrieve("腾讯的股权结构是怎样的？", k=3)
+    assert {h.chunk.source.file for h in zh.hits} == {"tencent_2023_esg.pdf"}
+
+
+def test_company_absent_from_the_knowledge_base_is_reported_missing(embedder):
+    kb = KnowledgeBase(None, embedder.name, embedder.dim)
+    _add(kb, embedder, "tencent_2023_esg.pdf", "Tencent", 2023, ["Naspers holds 26% of Tencent's shares."])
+    retriever = HybridRetriever([kb], embedder, Settings.from_env(environ={}))
+    result = retriever.retrieve("What is Baidu's shareholding structure?")
+    assert result.hits == () and result.missing == "no document for Baidu"
+
+
+def test_comparison_keeps_both_companies_and_year_scoping(two_company_kb, embedder):
+    docs = two_company_kb.documents()
+    plan = plan_scope("Compare Tencent and Baidu data centre electricity", Scope(), docs)
+    assert plan.files == {"tencent_2023_esg.pdf", "baidu_2022_esg.pdf"}
+    plan = plan_scope("What did the 2019 report say about emissions?", Scope(company="Siemens"), docs)
+    assert plan.missing == "no 2019 report from Siemens"
+    plan = plan_scope("what does the 2024 report say?", Scope(), docs)
+    assert plan.files == {"siemens_2024.pdf"} and plan.scope.year == 2024
+    # A target year is not a report year.
+    assert plan_scope("Is Siemens on track for its 2030 target?", Scope(), docs).missing is None
+
+
+def test_user_scope_and_modes(two_company_kb, embedder):
+    retriever = HybridRetriever([two_company_kb], embedder, Settings.from_env(environ={}))
+    scoped = retriever.retrieve("electricity use", Scope(docs=("baidu_2022_esg.pdf",)), k=5)
+    assert {h.chunk.source.file for h in scoped.hits} == {"baidu_2022_esg.pdf"}
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = retriever.retrieve("PUE of data centres", k=2, mode=mode).hits
+        assert hits[0].chunk.text.startswith("Baidu reduced data centre PUE"), mode
+        assert hits[0].dense is not None  # every hit carries a cosine for the relevance threshold
+    assert retriever.retrieve("anything", Scope(docs=("nope.pdf",))).missing == "no document matches the chosen scope"
