@@ -53,6 +53,7 @@ class Settings:
     llm: str = "small"  # "small", "large" or a path to a local .gguf file
     llm_ctx: int = 4096  # context window in tokens
     max_answer_tokens: int = 320
+    max_prompt_tokens: int = 1400  # prompt cap (passages are cut to fit): reading the prompt sets time to first token
     llm_base_url: str = ""  # OpenAI-compatible server instead of in-process llama.cpp, e.g. http://127.0.0.1:8000/v1
     llm_api_key: str = ""
     llm_model: str = ""  # model name sent to the OpenAI-compatible server
