@@ -18,7 +18,7 @@ from rag.index import KnowledgeBase
 from rag.ingest import Ingestor, Progress, rebuild
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
-from rag.types import Answer, Document, Event, IngestResult, Retrieval, Scope
+from rag.types import Answer, Document, Event, IngestResult, Retrieval, Scope, Segment
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,26 @@ class Assistant:
 
     def source_path(self, name: str) -> Path | None:
         return self.kb.source_path(name)
+
+    def segments(self, name: str, session: Session | None = None) -> list[Segment]:
+        """Timed transcript of a media document (seconds): the cached Whisper segments when the shared knowledge base
+        kept them, else one segment per indexed passage (private uploads keep no transcript). Empty for a PDF."""
+        kbs = [session.kb] if session is not None and session.kb is not None else []
+        for kb in [*kbs, self.kb]:
+            doc = kb.document(name)
+            if doc is None:
+                continue
+            if doc.kind != "media":
+                return []
+            if kb.directory is not None:
+                from rag.transcript import TranscriptCache
+
+                transcript = TranscriptCache(kb.directory / "transcripts").get(doc.sha256)
+                if transcript is not None:
+                    return list(transcript.segments)
+            chunks = sorted(kb.chunks([name]), key=lambda c: c.source.start_s or 0.0)
+            return [Segment(c.source.start_s or 0.0, c.source.end_s or 0.0, c.text) for c in chunks]
+        return []
 
     def rebuild(self, progress: Progress | None = None) -> list[IngestResult]:
         """Rebuild the shared knowledge base from its stored sources, then reopen it."""
