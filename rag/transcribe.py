@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -46,6 +47,7 @@ _MODEL_BIN_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60
 # Credits that Whisper hallucinates from subtitle-laden training data; real speech never consists of only these.
 _HALLUCINATIONS = ("amara.org", "请不吝点赞", "明镜与点点栏目")
 
+_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|（[^）]*）|【[^】]*】")
 _LANGUAGE_NAMES = {"english": "en", "chinese": "zh", "mandarin": "zh", "中文": "zh", "英文": "en", "普通话": "zh"}
 
 
@@ -176,7 +178,7 @@ class WhisperTranscriber:
         threads: int = 2,
         max_s: float = 7200.0,
         language: str | None = None,
-        beam_size: int = 1,
+        beam_size: int = 5,
         no_speech_drop: float = 0.6,
         vad_threshold: float = 0.5,
         vad_min_silence_ms: int = 1000,
@@ -250,23 +252,21 @@ class WhisperTranscriber:
             pcm = load_audio(path, self.max_s)
             return self._run(model, pcm, info.duration_s, path.name, lang, progress)
 
-    def transcribe_audio(
-        self, pcm: np.ndarray, language: str | None = None, progress: Progress | None = None, name: str = "audio"
-    ) -> Transcript:
-        """Transcribe 16 kHz mono PCM (int16 or float32 in [-1, 1]) already in memory."""
-        with self._lock:
-            model = self._get()
-            lang = normalize_language(language) or self.default_language
-            return self._run(model, pcm, len(pcm) / SAMPLE_RATE, name, lang, progress)
-
     def _run(
         self, model, pcm: np.ndarray, declared_s: float, name: str, lang: str | None, progress: Progress | None
     ) -> Transcript:
         from faster_whisper.vad import get_speech_timestamps
 
         total = len(pcm) / SAMPLE_RATE or declared_s
-        report = progress or (lambda done, tot: None)
-        report(0.0, total)
+        done = 0.0
+
+        def report(position_s: float) -> None:
+            nonlocal done
+            done = min(total, max(done, position_s))  # never backwards, never past the end
+            if progress is not None:
+                progress(done, total)
+
+        report(0.0)
         forced = lang is not None
         probability = 1.0 if forced else 0.0
         vad = self._vad_options()
@@ -276,7 +276,7 @@ class WhisperTranscriber:
             audio = _as_float(pcm[start:end])
             # Skip windows without speech before Whisper sees them (it would detect a language from silence).
             if not get_speech_timestamps(audio, vad):
-                report(end / SAMPLE_RATE, total)
+                report(end / SAMPLE_RATE)
                 continue
             pieces, info = model.transcribe(
                 audio,
@@ -300,8 +300,8 @@ class WhisperTranscriber:
                             text=" ".join(piece.text.split()),
                         )
                     )
-                report(min(offset + piece.end, total), total)
-            report(end / SAMPLE_RATE, total)
+                report(offset + piece.end)
+            report(end / SAMPLE_RATE)
         if not segments:
             raise NoText(f"{name}: no speech found")
         return Transcript(
@@ -324,7 +324,10 @@ class WhisperTranscriber:
             log.debug("dropped (repetitive, ratio %.1f): %s", piece.compression_ratio, text)
             return False
         low = text.lower()
-        return not any(h in low for h in _HALLUCINATIONS)
+        if any(h in low for h in _HALLUCINATIONS):
+            return False
+        # "[Music]", "(applause)", "♪ ♪": sound descriptions, not speech.
+        return any(ch.isalnum() for ch in _ANNOTATION.sub("", text))
 
 
 def _as_float(pcm: np.ndarray) -> np.ndarray:

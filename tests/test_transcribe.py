@@ -14,7 +14,14 @@ import pytest
 from rag.errors import ConfigError, DamagedFile, NoText, TooLarge, UnsupportedFile
 from rag.media import SAMPLE_RATE, probe
 from rag.settings import Settings
-from rag.transcribe import Transcriber, bundled_model_dir, make_transcriber, split_windows
+from rag.transcribe import (
+    Transcriber,
+    WhisperTranscriber,
+    bundled_model_dir,
+    make_transcriber,
+    normalize_language,
+    split_windows,
+)
 from rag.transcript import TranscriptCache, chunk_segments, to_srt, to_vtt, transcribe_cached
 from rag.types import DocMeta
 from tests.fixtures_media import JFK_PHRASE, decode_16k, make_video, write_wav
@@ -71,6 +78,34 @@ def test_windows_are_cut_in_the_pause(jfk_audio):
     assert 11.0 <= cut <= 15.0
     assert windows[0][0] == 0 and windows[1] == (windows[0][1], len(pcm))
     assert split_windows(pcm, window_s=600.0) == [(0, len(pcm))]
+
+
+def test_segment_filter_drops_non_speech():
+    from types import SimpleNamespace
+
+    transcriber = WhisperTranscriber("base", model_cache=Path("/nonexistent"))
+
+    def piece(text, no_speech=0.05, ratio=1.5):
+        return SimpleNamespace(text=text, no_speech_prob=no_speech, compression_ratio=ratio)
+
+    assert transcriber._keep(piece(" Our target is 80% by 2028."))
+    assert transcriber._keep(piece("我们的目标是二零六零年实现碳中和。"))
+    assert not transcriber._keep(piece(" Thank you.", no_speech=0.9))
+    assert not transcriber._keep(piece(" the the the the the the", ratio=3.1))
+    for text in (" [Music]", " (applause)", " ♪ ♪", "  ", "【音乐】", " Subtitles by the Amara.org community"):
+        assert not transcriber._keep(piece(text)), text
+
+
+def test_language_names_normalise_to_whisper_codes():
+    assert [normalize_language(x) for x in ("zh-CN", "zh_TW", "English", "中文", " EN ", "", None)] == [
+        "zh",
+        "zh",
+        "en",
+        "zh",
+        "en",
+        None,
+        None,
+    ]
 
 
 # --- real transcription
