@@ -191,9 +191,9 @@ def load_audio(path: Path, max_s: float, deadline_s: float | None = None) -> np.
     name = path.name
     deadline = time.monotonic() + (deadline_s if deadline_s is not None else 60.0 + 0.05 * max_s)
     limit = int(max_s * SAMPLE_RATE) + SAMPLE_RATE  # one second of slack for rounding in headers
+    container, _ = _open(path)
     # Every demuxed packet consumes bytes of the file; many more packets than bytes means the demuxer is looping.
     packet_budget = path.stat().st_size + 10_000
-    container, _ = _open(path)
     pieces: list[np.ndarray] = []
     samples = 0
     bad = good = packets = 0

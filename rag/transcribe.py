@@ -297,7 +297,7 @@ class WhisperTranscriber:
                         Segment(
                             start_s=round(offset + max(0.0, piece.start), 2),
                             end_s=round(offset + min(piece.end, window_end), 2),
-                            text=" ".join(piece.text.split()),
+                            text=_clean(piece.text),
                         )
                     )
                 report(offset + piece.end)
@@ -313,8 +313,9 @@ class WhisperTranscriber:
         )
 
     def _keep(self, piece) -> bool:
-        text = piece.text.strip()
-        if not text:
+        text = _clean(piece.text)
+        # Nothing left once "[Music]", "(applause)", "♪ ♪" and the like are removed: not speech.
+        if not any(ch.isalnum() for ch in text):
             return False
         if piece.no_speech_prob > self.no_speech_drop:
             log.debug("dropped (no speech p=%.2f): %s", piece.no_speech_prob, text)
@@ -324,10 +325,12 @@ class WhisperTranscriber:
             log.debug("dropped (repetitive, ratio %.1f): %s", piece.compression_ratio, text)
             return False
         low = text.lower()
-        if any(h in low for h in _HALLUCINATIONS):
-            return False
-        # "[Music]", "(applause)", "♪ ♪": sound descriptions, not speech.
-        return any(ch.isalnum() for ch in _ANNOTATION.sub("", text))
+        return not any(h in low for h in _HALLUCINATIONS)
+
+
+def _clean(text: str) -> str:
+    """Segment text without sound descriptions such as "[Music]" or "(applause)", whitespace collapsed."""
+    return " ".join(_ANNOTATION.sub(" ", text).split())
 
 
 def _as_float(pcm: np.ndarray) -> np.ndarray:

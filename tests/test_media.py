@@ -139,6 +139,16 @@ def test_truncated_audio_keeps_what_decodes_and_ends(tmp_path, jfk_audio, suffix
     assert 3.0 < len(pcm) / SAMPLE_RATE < 8.0
 
 
+def test_decoding_stops_at_its_deadline(jfk_audio):
+    with pytest.raises(DamagedFile, match="decoding did not finish"):
+        load_audio(jfk_audio, max_s=7200, deadline_s=0.0)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UnsupportedFile, match=r"^gone\.mp4: cannot read the file"):
+        load_audio(tmp_path / "gone.mp4", max_s=7200)
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.wav"
     path.touch()

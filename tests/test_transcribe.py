@@ -17,6 +17,7 @@ from rag.settings import Settings
 from rag.transcribe import (
     Transcriber,
     WhisperTranscriber,
+    _clean,
     bundled_model_dir,
     make_transcriber,
     normalize_language,
@@ -94,6 +95,7 @@ def test_segment_filter_drops_non_speech():
     assert not transcriber._keep(piece(" the the the the the the", ratio=3.1))
     for text in (" [Music]", " (applause)", " ♪ ♪", "  ", "【音乐】", " Subtitles by the Amara.org community"):
         assert not transcriber._keep(piece(text)), text
+    assert _clean(" [Music] Welcome to the  briefing. (applause)") == "Welcome to the briefing."
 
 
 def test_language_names_normalise_to_whisper_codes():
