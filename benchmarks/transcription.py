@@ -43,6 +43,7 @@ BRIEFING = ROOT / "assets" / "northwind_metals_briefing_2023.mp4"
 # Figures the briefing's script states (assets/make_samples.py), as Whisper writes them.
 BRIEFING_FIGURES = ("2023", "388,500", "5.7%", "16%", "80%", "2028", "5.8 million", "2045")
 PAUSE_S = 2.0
+LABEL_MARGIN = 1.0  # mean log-prob per token: a reference within this of an unrelated sentence is flagged
 
 log = logging.getLogger("bench")
 
@@ -196,7 +197,9 @@ def label_check(transcriber: WhisperTranscriber, rows: list[dict], clips: list[d
             ids = tokenizer.encode(" " + text.strip())
             result = model.model.align(encoded, tokenizer.sot_sequence, [ids], features.shape[-1])
             scores[label] = (text, float(np.log(np.array(result[0].text_token_probs)).mean()))
-        out.append({"clip": clip["audio"], "scores": scores})
+        # The label does not match the audio when the model finds it no likelier than an unrelated sentence.
+        mismatch = scores["reference"][1] < scores["unrelated control"][1] + LABEL_MARGIN
+        out.append({"clip": clip["audio"], "scores": scores, "mismatch": mismatch})
     return out
 
 
@@ -290,6 +293,15 @@ def markdown(
         for item in labels:
             for label, (text, score) in item["scores"].items():
                 lines.append(f"| {item['clip']} | {label}: {text} | {score:.2f} |")
+        flagged = {item["clip"] for item in labels if item["mismatch"]}
+        if flagged:
+            kept = summary([r for r in rows if r["clip"] not in flagged])
+            lines += [
+                "",
+                f"Flagged as not matching its audio (reference within {LABEL_MARGIN} of the unrelated control): "
+                f"{', '.join(sorted(flagged))}. Set WER without it: **{kept['wer']:.3f}** "
+                f"(suspected-correct references: **{kept['wer_alt']:.3f}**).",
+            ]
     if sweep:
         lines += [
             "",
