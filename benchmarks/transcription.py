@@ -395,7 +395,14 @@ def main() -> None:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"clips": rows, "overall": overall, "long_form": lf, "briefing": brief, "sweep": sweep},
+                {
+                    "clips": rows,
+                    "overall": overall,
+                    "long_form": lf,
+                    "briefing": brief,
+                    "sweep": sweep,
+                    "labels": labels,
+                },
                 indent=1,
                 ensure_ascii=False,
             )
