@@ -222,10 +222,10 @@ class WhisperTranscriber:
     def _get(self):
         if self._model is None:
             directory = resolve_model_dir(self.model, self.model_cache)
-            from faster_whisper import WhisperModel
-
             try:
-                self._model = WhisperModel(str(directory), device="cpu", compute_type="int8", cpu_threads=self.threads)
+                self._model = _shared_encoder_model()(
+                    str(directory), device="cpu", compute_type="int8", cpu_threads=self.threads
+                )
             except (RuntimeError, ValueError, OSError) as exc:
                 raise ModelError(f"cannot load the Whisper model from {directory}: {exc}") from exc
             log.info("loaded Whisper model %s from %s (%d threads)", self.name, directory, self.threads)
@@ -331,6 +331,35 @@ class WhisperTranscriber:
 def _clean(text: str) -> str:
     """Segment text without sound descriptions such as "[Music]" or "(applause)", whitespace collapsed."""
     return " ".join(_ANNOTATION.sub(" ", text).split())
+
+
+def _shared_encoder_model():
+    """faster-whisper's WhisperModel, encoding the first 30 s once instead of twice.
+
+    Language detection and the first decoding window encode the same 30 s of features, which for a short upload
+    is a third or more of the work. This subclass hands the second request the result of the first. Only speed
+    depends on faster-whisper's call order: when the two inputs differ, it simply encodes again.
+    """
+    from faster_whisper import WhisperModel
+
+    class SharedEncoderWhisper(WhisperModel):
+        _last: tuple[np.ndarray, object] | None = None
+
+        def detect_language(self, audio=None, features=None, *args, **kwargs):
+            if audio is None and features is not None and features.shape[-1] > 1:
+                # Decoding never reads the last feature frame (it comes from padding); match its input exactly.
+                features = features[..., :-1]
+            return super().detect_language(audio, features, *args, **kwargs)
+
+        def encode(self, features: np.ndarray):
+            last, self._last = self._last, None
+            if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
+                return last[1]
+            output = super().encode(features)
+            self._last = (np.array(features, copy=True), output)
+            return output
+
+    return SharedEncoderWhisper
 
 
 def _as_float(pcm: np.ndarray) -> np.ndarray:

@@ -152,6 +152,23 @@ def test_video_probe_transcribe_chunk_cites_the_spoken_words(whisper, jfk_video)
 
 
 @pytest.mark.slow
+def test_language_detection_and_decoding_share_one_encoder_pass(whisper, jfk_audio, monkeypatch):
+    from faster_whisper import WhisperModel
+
+    calls = []
+    original = WhisperModel.encode
+
+    def counting(self, features):
+        calls.append(features.shape)
+        return original(self, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", counting)
+    transcript = whisper.transcribe(jfk_audio)
+    assert JFK_PHRASE in _norm(transcript.text)
+    assert len(calls) == 1  # an 11 s clip is one 30 s window: detection reuses the decoder's encoding
+
+
+@pytest.mark.slow
 def test_language_override(whisper, jfk_audio):
     transcript = whisper.transcribe(jfk_audio, language="English")
     assert transcript.language == "en" and transcript.language_probability == 1.0
