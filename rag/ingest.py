@@ -70,20 +70,20 @@ def check_file(path: Path, name: str, max_mb: float) -> str:
     ext = Path(name).suffix.lower()
     if ext not in SUPPORTED:
         allowed = ", ".join(sorted(e.lstrip(".") for e in SUPPORTED))
-        raise UnsupportedFile(f"unsupported file type {ext or '(none)'!r}; supported: {allowed}")
+        raise UnsupportedFile(f"unsupported file type: {ext or '(none)'!r} (supported: {allowed})")
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise UnsupportedFile(f"cannot read the file: {exc.strerror}") from exc
+        raise UnsupportedFile(f"unreadable file: {exc.strerror}") from exc
     if size == 0:
         raise UnsupportedFile("empty file")
     if size > max_mb * 1024 * 1024:
-        raise TooLarge(f"file is {size / 1048576:.0f} MB, the limit is {max_mb:g} MB")
+        raise TooLarge(f"too large: {size / 1048576:.0f} MB, the limit is {max_mb:g} MB")
     with open(path, "rb") as fh:
         head = fh.read(1024)
     if not _MAGIC_OK[ext](head):
-        what = "a PDF" if ext == ".pdf" else "a media file"
-        raise UnsupportedFile(f"content is not {what} (the file name says {ext})")
+        what = "not a PDF" if ext == ".pdf" else "not a media file"
+        raise UnsupportedFile(f"{what}: the content does not match the file name's {ext}")
     return "pdf" if ext in PDF_EXTENSIONS else "media"
 
 

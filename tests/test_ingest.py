@@ -35,7 +35,7 @@ def test_check_file_refuses_clearly(tmp_path):
     fake.write_text("just text")
     with pytest.raises(UnsupportedFile, match="not a PDF"):
         check_file(fake, fake.name, 10)
-    with pytest.raises(UnsupportedFile, match=r"unsupported file type '\.docx'"):
+    with pytest.raises(UnsupportedFile, match=r"unsupported file type: '\.docx'"):
         check_file(fake, "report.docx", 10)
     big = tmp_path / "big.pdf"
     big.write_bytes(b"%PDF-1.4\n" + b"0" * 2_000_000)
