@@ -74,10 +74,10 @@ class Thresholds:
     """Decision thresholds on the e5 cosine scale (calibrated by ``benchmarks/routing.py``)."""
 
     faq_min: float = 0.88  # cosine to the nearest FAQ variant needed to answer from the FAQ
-    faq_exact: float = 0.97  # near-verbatim FAQ match: answer even if the message names a company or year
+    faq_exact: float = 0.985  # near-verbatim FAQ match: answer even if the message names a company or year
     faq_margin: float = 0.02  # FAQ variant must beat the nearest knowledge-question example by this much
     away_margin: float = 0.015  # chit-chat / out-of-scope neighbours must beat knowledge neighbours by this much
-    kb_strong: float = 0.86  # safety net: knowledge-base cosine at or above this sends the message to RAG
+    kb_strong: float = 0.89  # safety net: knowledge-base cosine at or above this sends the message to RAG
     k: int = 3  # neighbours averaged per label
 
 
@@ -228,10 +228,10 @@ _VOCAB_ZH = re.compile(
     r"利润|现金流|资本|分红|股东|负债|资产|财务|融资|绿色|债券|贷款|评级|指数|政策|监管|准则|标准|框架|指引|"
     r"上市|公司|企业|交易所|责任|实质性|重要性|范围[一二三123]|文档|文件|视频|页|经理|董事长|总裁|门店|工厂|产品|客户",
 )
-# Names the FAQ can't know: years, fiscal periods, "the company", quantities, and proper names.
+# Markers of a question about particular documents: years, fiscal periods, "the company", quantities asked for.
 _SPECIFIC_EN = re.compile(
     r"\b(?:19|20)\d{2}\b|\bfy ?\d{2,4}\b|\b[qh][1-4]\b|\b(?:the|this|that|their|its|our|your) "
-    r"(?:company|company's|firm|group|business|report|filing|plan|organi[sz]ation)\b|\bcompany's\b|"
+    r"(?:company|company's|firm|group|report|filing|plan|organi[sz]ation)\b|\bcompany's\b|"
     r"\bhow (?:much|many)\b|\bwhat (?:percentage|percent|share|proportion|amount|was|were)\b|\bdid\b",
 )
 _SPECIFIC_ZH = re.compile(
@@ -239,6 +239,13 @@ _SPECIFIC_ZH = re.compile(
     r"比例|百分比|占比",
 )
 _ZH_ENTITY = re.compile(r"公司|企业|集团")
+# A leading Chinese name before a possessive or verb: 腾讯如何…, 阿里巴巴的…, 三星2023年…
+_ZH_LEAD = re.compile(
+    r"^(?:请问|请|那么|那|关于)?([\u4e00-\u9fff]{2,6}?)(?=的|如何|怎么|怎样|是否|有没有|有哪些|有什么|在|对|将|和|与|今年|去年|\d|[A-Za-z])"
+)
+_ZH_NOT_NAMES = re.compile(
+    r"^(?:什么|怎么|怎样|如何|为什么|为何|哪|我|你|您|他|她|它|这|那|此|该|其|可以|能|会|是|有|中国|全球|国际|目前|现在)"
+)
 _POSSESSIVE = re.compile(r"\b([a-z][\w&.-]*)['’]s\b")
 _PROPER = re.compile(r"(?<![A-Za-z0-9'’])([A-Z][A-Za-z0-9&-]*[A-Za-z0-9])(?![A-Za-z0-9])")
 # Capitalised words and possessives that are not company names.
@@ -251,9 +258,10 @@ _COMMON_NAMES = frozenset(
 )
 
 
-def _names(raw: str, clean: str) -> tuple[str, ...]:
-    """Words that look like names of companies or documents (lower case): Costco, BHP, 公司."""
-    names = [m.group(1) for m in _POSSESSIVE.finditer(clean) if m.group(1) not in _COMMON_NAMES]
+def _markers(raw: str, clean: str) -> tuple[str, ...]:
+    """What makes a message about particular documents (lower case): years, "the company", quantities, names."""
+    names = [m.group(0) for m in _SPECIFIC_EN.finditer(clean)] + [m.group(0) for m in _SPECIFIC_ZH.finditer(clean)]
+    names += [m.group(1) for m in _POSSESSIVE.finditer(clean) if m.group(1) not in _COMMON_NAMES]
     # A capitalised word that isn't the first word of a sentence and isn't common vocabulary is a name.
     for match in _PROPER.finditer(raw):
         before = raw[: match.start()].rstrip()
@@ -263,6 +271,9 @@ def _names(raw: str, clean: str) -> tuple[str, ...]:
         if word not in _COMMON_NAMES and not word.isdigit():
             names.append(word)
     names += _ZH_ENTITY.findall(clean)
+    lead = _ZH_LEAD.match(raw.strip())
+    if lead and not _ZH_NOT_NAMES.match(lead.group(1)) and not _VOCAB_ZH.search(lead.group(1)):
+        names.append(lead.group(1))
     return tuple(dict.fromkeys(names))
 
 
@@ -276,8 +287,9 @@ class TextSignals:
     code: bool
     task: bool
     followup: bool
-    specific: bool  # a year, fiscal period, "the company", or a quantity asked for
-    names: tuple[str, ...]  # possible company / document names; they make a message specific unless the FAQ has them
+    # Years, fiscal periods, "the company", quantities asked for, company names: the message is about particular
+    # documents, unless the matched FAQ entry itself contains the marker (a user's own "What is our travel policy?").
+    markers: tuple[str, ...]
     knowledge: bool
 
 
@@ -288,10 +300,10 @@ def text_signals(message: str) -> TextSignals:
     clean = _clean(raw)
     if not clean:
         rule = "empty" if not raw else "smalltalk"  # only emoji or punctuation: treat as small talk
-        return TextSignals(raw, lang, rule, False, False, False, False, (), False)
+        return TextSignals(raw, lang, rule, False, False, False, (), False)
     for name, pattern in _BARE_RULES:
         if pattern.match(clean):
-            return TextSignals(raw, lang, name, False, False, False, False, (), False)
+            return TextSignals(raw, lang, name, False, False, False, (), False)
     text = raw
     prefix = _PREFIX.match(clean)
     if prefix and prefix.end() < len(clean):
@@ -302,8 +314,7 @@ def text_signals(message: str) -> TextSignals:
             clean = _clean(text)
     question = bool(_QUESTION_EN.search(clean) or _QUESTION_ZH.search(clean))
     vocab = bool(_VOCAB_EN.search(clean) or _VOCAB_ZH.search(text))
-    specific = bool(_SPECIFIC_EN.search(clean) or _SPECIFIC_ZH.search(clean))
-    names = _names(text, clean)
+    markers = _markers(text, clean)
     return TextSignals(
         text=text,
         lang=lang,
@@ -311,9 +322,8 @@ def text_signals(message: str) -> TextSignals:
         code=bool(_CODE.search(clean) or _CODE.search(text)),
         task=bool(_TASK.search(clean)),
         followup=bool(_FOLLOWUP.search(clean)),
-        specific=specific,
-        names=names,
-        knowledge=vocab and (question or specific or bool(names)),
+        markers=markers,
+        knowledge=vocab and (question or bool(markers)),
     )
 
 
@@ -644,16 +654,16 @@ class Router:
             if len(bank.chat_rows):
                 row = int(bank.chat_rows[int(np.argmax(sims[bank.chat_rows]))])
                 chat_entry = bank.entries[bank.entry_rows[row]].id
-        # A name the matched entry never mentions (Costco, 公司) means the message is about the documents.
+        # A marker the matched entry never mentions (Costco, 2023, 公司) means the message is about the documents.
         blob = bank.blobs.get(entry_id or "", "")
-        unknown_name = any(name not in blob for name in sig.names)
+        specific = any(marker not in blob for marker in sig.markers)
         return Features(
             text=sig.text,
             lang=sig.lang,
             code=sig.code,
             task=sig.task,
             followup=sig.followup,
-            specific=sig.specific or unknown_name,
+            specific=specific,
             knowledge=sig.knowledge,
             entry_sim=entry_sim,
             entry_id=entry_id,

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -219,7 +220,9 @@ def test_faq_reload_after_an_edit_embeds_only_new_questions(embedder, settings, 
     assert r.classify("What is Scope 3?").reply == next(e for e in entries if e.id == "scope_3").answer
 
     edited = [dataclasses.replace(e, answer="EDITED scope 3 answer.") if e.id == "scope_3" else e for e in entries]
-    travel = ("What is our business travel policy?", "差旅政策是什么？")
+    # A fresh token keeps the new variants out of the shared vector cache, so they really are new to the router.
+    token = uuid.uuid4().hex[:6]
+    travel = (f"What is our business travel policy {token}?", f"差旅政策{token}是什么？")
     edited.append(FaqEntry("travel", travel, "Take the train.", "坐火车。"))
     save_faq(path, edited)
     counting.queries.clear()
@@ -227,9 +230,9 @@ def test_faq_reload_after_an_edit_embeds_only_new_questions(embedder, settings, 
     assert route.reply == "EDITED scope 3 answer."
     assert r.embedded_last_reload == 2  # only the two new question variants
     assert sorted(counting.queries) == sorted(["What is Scope 3?", *travel])
-    route = r.classify("what's the business travel policy here?")
+    route = r.classify(f"what's the business travel policy {token} here?")
     assert (route.label, route.entry_id, route.reply) == ("faq", "travel", "Take the train.")
-    assert r.classify("我们的差旅政策是怎样的").reply == "坐火车。"
+    assert r.classify(f"我们的差旅政策{token}是怎样的").reply == "坐火车。"
 
     # Unchanged file: nothing is re-read into the bank or re-embedded.
     assert r.reload() is False
@@ -351,8 +354,9 @@ def test_text_rules(message, rule, text):
 def test_signals():
     assert text_signals("and what about scope 3?").followup
     assert text_signals("那范围三呢？").followup
-    assert text_signals("What was the revenue in FY2022?").specific
-    assert "costco" in text_signals("what does Costco report?").names
+    assert set(text_signals("What was the revenue in FY2022?").markers) == {"fy2022", "what was"}
+    assert "costco" in text_signals("what does Costco report?").markers
+    assert "腾讯" in text_signals("腾讯如何定义碳中和？").markers
     assert text_signals("write a SQL query that joins two tables").code
     assert text_signals("把这段话翻译成英文").task
     assert text_signals("公司的用水量是多少？").knowledge
