@@ -101,6 +101,14 @@ def document_from_json(obj: dict) -> Document:
     return Document(**obj)
 
 
+@dataclass(frozen=True)
+class _Named:
+    """Just the identity of an embedder, for reopening a knowledge base without the model."""
+
+    name: str
+    dim: int
+
+
 @dataclass
 class _Entry:
     chunk: Chunk
@@ -319,6 +327,22 @@ class KnowledgeBase:
         if doc is not None and self.directory is not None and not any(d.sha256 == doc.sha256 for d in self.documents()):
             shutil.rmtree(self.directory / "sources" / doc.sha256, ignore_errors=True)
         return existed
+
+    def rollback(self) -> None:
+        """Drop unsaved changes: reload the last saved generation (documents still embedding are kept)."""
+        if self.directory is None:
+            return
+        with self._lock:
+            saved = KnowledgeBase.open(
+                self.directory,
+                _Named(self.embedder_name, self.dim),
+                hnsw_threshold=self.hnsw_threshold,
+                k1=self.k1,
+                b=self.b,
+            )
+            self._entries, self._vectors, self._docs = saved._entries, saved._vectors, saved._docs
+            self._index, self._generation = saved._index, saved._generation
+            self._rebuild_bm25()
 
     def save(self) -> None:
         """Persist committed documents as a new generation, then swap the manifest atomically."""

@@ -212,7 +212,12 @@ class Ingestor:
                 result = self._ingest_one(Path(path), name, step, language)
                 if save and result.ok and not result.skipped:
                     step(0.98, "saving")
-                    self.kb.save()
+                    try:
+                        self.kb.save()
+                    except RagError:
+                        # Memory must agree with disk: forget the document that could not be saved.
+                        self.kb.rollback()
+                        raise
             except IngestError as exc:
                 result = IngestResult(name, False, str(exc))
             except RagError as exc:
