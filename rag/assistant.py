@@ -124,11 +124,12 @@ class Assistant:
         private: bool = False,
         progress: Progress | None = None,
         language: str | None = None,
+        save_every_s: float = 0.0,
     ) -> Iterator[IngestResult]:
         """Ingest into the shared knowledge base, or into the session's private one when ``private``."""
         kb = session.kb if (private and session is not None and session.kb is not None) else self.kb
         ingestor = Ingestor(kb, self.embedder, self.settings, transcriber_factory=self.transcriber)
-        yield from ingestor.ingest(paths, names, progress=progress, language=language)
+        yield from ingestor.ingest(paths, names, progress=progress, language=language, save_every_s=save_every_s)
 
     def delete(self, name: str, session: Session | None = None) -> bool:
         if session is not None and session.kb is not None and session.kb.delete(name):

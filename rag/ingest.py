@@ -12,6 +12,7 @@ import multiprocessing as mp
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from rag.embed import Embedder
 from rag.errors import DamagedFile, IngestError, RagError, TooLarge, UnsupportedFile
 from rag.index import KnowledgeBase
 from rag.settings import Settings
-from rag.types import Chunk, DocMeta, Document, IngestResult
+from rag.types import Chunk, DocMeta, Document, IngestResult, Page
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,17 @@ def check_file(path: Path, name: str, max_mb: float) -> str:
         what = "not a PDF" if ext == ".pdf" else "not a media file"
         raise UnsupportedFile(f"{what}: the content does not match the file name's {ext}")
     return "pdf" if ext in PDF_EXTENSIONS else "media"
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, and the supported files inside folders (recursively, sorted)."""
+    out: list[Path] = []
+    for path in paths:
+        if Path(path).is_dir():
+            out.extend(sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED))
+        else:
+            out.append(Path(path))
+    return out
 
 
 # ----------------------------------------------------------------------------- isolated PDF parsing
@@ -166,6 +178,13 @@ def parse_pdf_isolated(path: Path, name: str, doc_id: str, settings: Settings) -
 
 
 # ----------------------------------------------------------------------------- the pipeline
+@dataclass(frozen=True)
+class _Prepared:
+    kind: str  # "pdf" or "media"
+    sha: str
+    parsed: Parsed | None = None  # None for media (transcribed later) and for files that will be skipped
+
+
 class Ingestor:
     """Adds files to a knowledge base; one result per file, bad files never stop the others."""
 
@@ -196,55 +215,106 @@ class Ingestor:
         progress: Progress | None = None,
         language: str | None = None,
         save: bool = True,
+        save_every_s: float = 0.0,
     ) -> Iterator[IngestResult]:
-        """Ingest files one by one, yielding a result for each as it finishes."""
+        """Ingest files, yielding a result for each as it finishes (in input order).
+
+        With ``settings.ingest_workers`` > 1, PDFs are parsed that many at a time ahead of the embedding. The
+        knowledge base is saved after each file, or with ``save_every_s`` > 0 at most that often and at the end
+        (bulk ingestion: a crash then resumes from the last save, since unchanged files are skipped).
+        """
         progress = progress or _noop
-        names = list(names) if names is not None else [Path(p).name for p in paths]
+        names = [safe_name(n) for n in (names if names is not None else [Path(p).name for p in paths])]
         total = len(paths)
-        for i, (path, raw_name) in enumerate(zip(paths, names, strict=True)):
-            name = safe_name(raw_name)
+        workers = max(1, self.settings.ingest_workers)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="parse") if workers > 1 else None
+        ahead: dict[int, Future] = {}
+        last_save = time.monotonic()
+        dirty = False
 
-            def step(fraction: float, message: str, i: int = i, name: str = name) -> None:
-                progress((i + max(0.0, min(1.0, fraction))) / total, f"{name}: {message}")
+        def submit_until(limit: int) -> None:
+            if pool is None:
+                return
+            for j in range(limit):
+                if j not in ahead and j < total:
+                    ahead[j] = pool.submit(self._prepare, Path(paths[j]), names[j])
 
-            step(0.0, "checking")
-            try:
-                result = self._ingest_one(Path(path), name, step, language)
-                if save and result.ok and not result.skipped:
-                    step(0.98, "saving")
-                    try:
-                        self.kb.save()
-                    except RagError:
-                        # Memory must agree with disk: forget the document that could not be saved.
-                        self.kb.rollback()
-                        raise
-            except IngestError as exc:
-                result = IngestResult(name, False, str(exc))
-            except RagError as exc:
-                self.kb.discard_pending(name)
-                result = IngestResult(name, False, str(exc))
-            step(1.0, result.message)
-            log.info("%s: %s", name, result.message)
-            yield result
+        try:
+            for i, (path, name) in enumerate(zip(paths, names, strict=True)):
 
-    def _ingest_one(self, path: Path, name: str, step: Progress, language: str | None) -> IngestResult:
+                def step(fraction: float, message: str, i: int = i, name: str = name) -> None:
+                    progress((i + max(0.0, min(1.0, fraction))) / total, f"{name}: {message}")
+
+                step(0.0, "checking")
+                submit_until(i + 2 * workers)  # bounded read-ahead: parsed documents wait in memory
+                try:
+                    future = ahead.pop(i, None)
+                    prepared = future.result() if future is not None else self._prepare(Path(path), name, step)
+                    result = self._finish(Path(path), name, prepared, step, language)
+                    if save and result.ok and not result.skipped:
+                        dirty = True
+                        if save_every_s <= 0 or time.monotonic() - last_save >= save_every_s:
+                            step(0.98, "saving")
+                            self._save()
+                            last_save, dirty = time.monotonic(), False
+                except IngestError as exc:
+                    result = IngestResult(name, False, str(exc))
+                except RagError as exc:
+                    self.kb.discard_pending(name)
+                    result = IngestResult(name, False, str(exc))
+                step(1.0, result.message)
+                log.info("%s: %s", name, result.message)
+                yield result
+            if dirty:
+                self._save()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _save(self) -> None:
+        try:
+            self.kb.save()
+        except RagError:
+            # Memory must agree with disk: forget what could not be saved.
+            self.kb.rollback()
+            raise
+
+    def _prepare(self, path: Path, name: str, step: Progress = _noop) -> _Prepared:
+        """Check the file, hash it and (for a PDF) parse it: the part that can run ahead in parallel."""
         kind = check_file(path, name, self.settings.max_upload_mb)
         sha = file_sha256(path)
+        if self._skip(name, sha) is not None or kind != "pdf":
+            return _Prepared(kind, sha)
+        t0 = time.perf_counter()
+        step(0.05, "parsing")
+        parsed = parse_pdf_isolated(path, name, sha, self.settings)
+        self.timings["parse"] += time.perf_counter() - t0
+        return _Prepared(kind, sha, parsed)
+
+    def _skip(self, name: str, sha: str) -> IngestResult | None:
         existing = self.kb.document(name)
         if existing is not None and existing.sha256 == sha:
             return IngestResult(name, True, "unchanged, already in the knowledge base", existing, skipped=True)
         same = next((d for d in self.kb.documents() if d.sha256 == sha), None)
         if same is not None:
             return IngestResult(name, True, f"same content as {same.name}, already in the knowledge base", same, True)
-        t0 = time.perf_counter()
-        if kind == "pdf":
-            step(0.05, "parsing")
-            parsed = parse_pdf_isolated(path, name, sha, self.settings)
-            chunks, meta = parsed.chunks, parsed.meta
-            doc = Document(name, sha, "pdf", len(chunks), pages=parsed.pages, meta=meta)
-            self.timings["parse"] += time.perf_counter() - t0
+        return None
+
+    def _finish(self, path: Path, name: str, prep: _Prepared, step: Progress, language: str | None) -> IngestResult:
+        """Transcribe (media), then make the document searchable: BM25 at once, dense once embedded."""
+        skipped = self._skip(name, prep.sha)
+        if skipped is not None:
+            return skipped
+        existing = self.kb.document(name)
+        kind, sha = prep.kind, prep.sha
+        notice = None
+        if prep.parsed is not None:
+            parsed = prep.parsed
+            chunks = parsed.chunks
+            doc = Document(name, sha, "pdf", len(chunks), pages=parsed.pages, meta=parsed.meta)
         else:
-            chunks, doc = self._transcribe(path, name, sha, step, language)
+            t0 = time.perf_counter()
+            chunks, doc, notice = self._transcribe(path, name, sha, step, language)
             self.timings["transcribe"] += time.perf_counter() - t0
         if not chunks:
             raise errors.NoText("no text layer" if kind == "pdf" else "no speech found")
@@ -260,7 +330,8 @@ class Ingestor:
             raise
         what = f"{doc.pages} pages" if kind == "pdf" else f"{doc.duration_s or 0:.0f} s of media"
         verb = "replaced" if existing is not None else "ingested"
-        return IngestResult(name, True, f"{verb}: {what}, {len(chunks)} passages", self.kb.document(name) or doc)
+        message = f"{verb}: {what}, {len(chunks)} passages" + (f" ({notice})" if notice else "")
+        return IngestResult(name, True, message, self.kb.document(name) or doc)
 
     def _embed(self, chunks: Sequence[Chunk], step: Progress):
         import numpy as np
@@ -280,8 +351,9 @@ class Ingestor:
         from rag.transcript import TranscriptCache, chunk_segments
 
         info = probe(path, self.settings.max_media_s)
-        cache = TranscriptCache(self.settings.kb_dir / "transcripts") if self.kb.directory else None
-        transcript = cache.get(sha) if cache else None
+        # Keyed by content hash, so only someone holding the same file can hit an entry.
+        cache = TranscriptCache(self.settings.kb_dir / "transcripts")
+        transcript = cache.get(sha)
         if transcript is None:
             if self._transcriber is None:
                 if self._transcriber_factory is None:
@@ -297,13 +369,17 @@ class Ingestor:
                 step(0.05 + 0.25 * frac, msg + (f", about {eta:.0f} s left" if eta is not None else ""))
 
             step(0.05, "transcribing")
-            transcript = self._transcriber.transcribe(path, language=language or None, progress=on_progress)
-            if cache:
-                cache.put(sha, transcript)
-        meta = DocMeta(company=None, year=None, language=transcript.language if transcript.language == "zh" else "en")
+            language = language or self.settings.media_language or None
+            transcript = self._transcriber.transcribe(path, language=language, progress=on_progress)
+            cache.put(sha, transcript)
+        from rag.meta import detect_meta
+
+        # Company and year as the speakers state them, so scoping works for media too.
+        stated = detect_meta([Page(1, transcript.text)], name)
+        meta = DocMeta(company=stated.company, year=stated.year, language=transcript.doc_language)
         chunks = chunk_segments(transcript.segments, file=name, doc_id=sha, meta=meta)
         doc = Document(name, sha, "media", len(chunks), duration_s=info.duration_s, meta=meta)
-        return chunks, doc
+        return chunks, doc, transcript.notice
 
 
 def rebuild(directory: Path, embedder: Embedder, settings: Settings, progress: Progress | None = None) -> list:

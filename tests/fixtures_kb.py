@@ -18,7 +18,10 @@ KB_PDFS = (
 @pytest.fixture(scope="session")
 def kb_settings(tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("kb")
-    return Settings.from_env(environ={}, kb_dir=root / "knowledge_base", model_cache=Settings().model_cache)
+    # Two parser workers, so the session knowledge base also exercises parallel parsing.
+    return Settings.from_env(
+        environ={}, kb_dir=root / "knowledge_base", model_cache=Settings().model_cache, ingest_workers=2
+    )
 
 
 @pytest.fixture(scope="session")

@@ -112,3 +112,23 @@ def test_rebuild_from_stored_sources(tmp_path, testdata, embedder):
     results = b.rebuild()
     assert [r.file for r in results] == ["report.pdf"] and results[0].ok
     assert b.kb_status() is None and [d.name for d in b.documents()] == ["report.pdf"]
+
+
+def test_folder_ingest_with_parallel_parsers_keeps_input_order(tmp_path, testdata, embedder):
+    from rag.ingest import expand_paths
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(testdata / "zh_pdfs" / "SZSE-listed-company-reporting-regulation-2020-09-04.pdf", folder / "a.pdf")
+    (folder / "b.pdf").write_bytes(b"%PDF-1.4 broken")
+    shutil.copy(testdata / "zh_pdfs" / "Climate-Transition-Finance-Handbook-2020-Chinese.pdf", folder / "sub" / "c.pdf")
+    (folder / "notes.txt").write_text("ignored")
+    files = expand_paths([folder])
+    assert [p.name for p in files] == ["a.pdf", "b.pdf", "c.pdf"]
+    settings = Settings.from_env(environ={}, kb_dir=tmp_path / "kb", ingest_workers=2)
+    a = Assistant(settings, embedder=embedder)
+    results = list(a.ingest(files, save_every_s=3600))
+    assert [r.file for r in results] == ["a.pdf", "b.pdf", "c.pdf"]
+    assert [r.ok for r in results] == [True, False, True]
+    # Saved once at the end: a restart sees both good documents.
+    assert sorted(d.name for d in Assistant(settings, embedder=embedder).documents()) == ["a.pdf", "c.pdf"]
