@@ -28,6 +28,7 @@ class Settings:
     # --- storage
     kb_dir: Path = Path("knowledge_base")  # the shared, persistent knowledge base
     model_cache: Path = dataclasses.field(default_factory=_default_cache)  # assembled model files
+    data_dir: Path = Path("/data")  # persistent storage root (a Space's /data); see rag/storage.py
     # --- ingestion
     chunk_tokens: int = 256  # target chunk size in embedder tokens (measured: see docs/BENCHMARKS.md)
     two_level: bool = True  # embed a short "key information" line per chunk instead of the full text
