@@ -33,6 +33,7 @@ if __name__ != "__mp_main__":
 from rag.assistant import Assistant, Session
 from rag.errors import RagError
 from rag.settings import Settings
+from rag.storage import Storage, deployment_settings
 from rag.types import Answer, Citation, Document, Hit, IngestResult, Scope, Source, format_clock
 
 log = logging.getLogger("app")
@@ -101,6 +102,10 @@ TEXT: dict[str, dict[str, str]] = {
         "error": "Error",
         "kb_banner": "The knowledge base needs a rebuild",
         "footer": "Sample documents are fictional. Answers come from a small local model: check the cited passage.",
+        "storage_persistent": "Storage: persistent (`{root}`): the knowledge base survives restarts.",
+        "storage_ephemeral": "Storage: not persistent: documents added to the shared knowledge base are lost when "
+        "the Space restarts.",
+        "storage_local": "Storage: local folder `{kb}`.",
     },
     "zh": {
         "title": "ESG 文档助手",
@@ -157,6 +162,9 @@ TEXT: dict[str, dict[str, str]] = {
         "error": "出错",
         "kb_banner": "知识库需要重建",
         "footer": "示例文档均为虚构。回答由本地小模型生成，请核对所引用的段落。",
+        "storage_persistent": "存储：持久（`{root}`），重启后知识库仍在。",
+        "storage_ephemeral": "存储：非持久，Space 重启后共享知识库中新增的文档会丢失。",
+        "storage_local": "存储：本地文件夹 `{kb}`。",
     },
 }
 
@@ -672,8 +680,18 @@ def _lines_html(lines: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- the UI
-def build_ui(assistant: Assistant, media_dir: Path | None = None) -> gr.Blocks:
-    """Build the interface over ``assistant`` (loads no model; the knowledge base is read when a page loads)."""
+def footer_text(lang: str, storage: Storage | None = None) -> str:
+    """The footer: the sample/model caveat, then (when known) whether the knowledge base survives a restart."""
+    text = t(lang, "footer")
+    if storage is not None:
+        note = t(lang, f"storage_{storage.kind}").format(root=storage.root, kb=storage.kb_dir)
+        text = f"{text}\n\n{note}"
+    return text
+
+
+def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Storage | None = None) -> gr.Blocks:
+    """Build the interface over ``assistant`` (loads no model; the knowledge base is read when a page loads).
+    ``storage`` (from ``rag.storage``) is described in the footer."""
     ctl = Controller(assistant, media_dir)
     lang0 = "en"
 
@@ -768,7 +786,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None) -> gr.Blocks:
                         admin_token = gr.Textbox(type="password", label=t(lang0, "admin_token"), scale=4)
                         admin_btn = gr.Button(t(lang0, "admin_unlock"), scale=1)
                     admin_out = gr.Markdown("")
-        footer = gr.Markdown(t(lang0, "footer"), elem_id="esg-footer")
+        footer = gr.Markdown(footer_text(lang0, storage), elem_id="esg-footer")
 
         # -------------------------------------------------------------- handlers
         doc_outputs = [docs_table, delete_pick, scope_docs, scope_company, transcript_pick]
@@ -814,7 +832,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None) -> gr.Blocks:
                 gr.DownloadButton(label=t(lang, "srt")),
                 gr.DownloadButton(label=t(lang, "vtt")),
                 gr.Button(value=t(lang, "rebuild")),
-                gr.Markdown(t(lang, "footer")),
+                gr.Markdown(footer_text(lang, storage)),
                 gr.Dataframe(
                     value=ctl.docs_rows(ui) or None, headers=ctl.docs_headers(lang), label=t(lang, "docs_table")
                 ),
@@ -1000,11 +1018,11 @@ def ensure_sample_kb(assistant: Assistant, folder: Path = ASSETS) -> list[Ingest
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    settings = Settings.from_env()
+    settings, storage = deployment_settings()  # on a Space: host 0.0.0.0, knowledge base on /data when attached
     assistant = Assistant(settings)
     ensure_sample_kb(assistant)
     media_dir = Path(tempfile.mkdtemp(prefix="esg-media-"))
-    demo = build_ui(assistant, media_dir)
+    demo = build_ui(assistant, media_dir, storage)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency).launch(
         server_name=settings.host,
         server_port=settings.port,
