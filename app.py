@@ -636,8 +636,11 @@ sup.esg-cite { display: inline-block; min-width: 1.3em; padding: 0 4px; margin: 
 .esg-passage-text mark, .esg-quote mark { background: #fde68a; color: inherit; padding: 0 2px; border-radius: 3px; }
 .esg-player { display: block; width: 100%; max-width: 420px; margin: 6px 0 2px; border-radius: 6px; background: #000; }
 .esg-error { color: #b91c1c; }
-.esg-results { font-size: 0.9rem; }
-.esg-results .ok { color: #166534; } .esg-results .fail { color: #b91c1c; }
+.esg-results { font-size: 0.88rem; overflow-wrap: anywhere; }
+.esg-results > div { padding: 6px 10px; margin: 4px 0; border-radius: 8px;
+  border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
+.esg-results .ok { color: #166534; border-left: 4px solid #16a34a; }
+.esg-results .fail { color: #b91c1c; border-left: 4px solid #dc2626; }
 #esg-footer { text-align: center; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 """
 
