@@ -348,36 +348,33 @@ class Ingestor:
 
     def _transcribe(self, path: Path, name: str, sha: str, step: Progress, language: str | None):
         from rag.media import probe
-        from rag.transcript import TranscriptCache, chunk_segments
+        from rag.meta import detect_meta
+        from rag.transcript import TranscriptCache, chunk_segments, transcribe_cached
 
         info = probe(path, self.settings.max_media_s)
-        # Keyed by content hash, so only someone holding the same file can hit an entry.
+        if self._transcriber is None:
+            if self._transcriber_factory is None:
+                raise IngestError("media ingestion needs a transcriber, none is configured")
+            self._transcriber = self._transcriber_factory()
+        started = time.monotonic()
+
+        def on_progress(done_s: float, total_s: float) -> None:
+            frac = done_s / total_s if total_s else 0.0
+            elapsed = time.monotonic() - started
+            eta = elapsed / frac - elapsed if frac > 0.02 else None
+            msg = f"transcribing {done_s:.0f}/{total_s:.0f} s, elapsed {elapsed:.0f} s"
+            step(0.05 + 0.25 * frac, msg + (f", about {eta:.0f} s left" if eta is not None else ""))
+
+        step(0.05, "transcribing")
+        # Keyed by content hash, so only someone holding the same file can hit an entry; a different model or an
+        # explicitly different language transcribes again.
         cache = TranscriptCache(self.settings.kb_dir / "transcripts")
-        transcript = cache.get(sha)
-        if transcript is None:
-            if self._transcriber is None:
-                if self._transcriber_factory is None:
-                    raise IngestError("media ingestion needs a transcriber, none is configured")
-                self._transcriber = self._transcriber_factory()
-            started = time.monotonic()
-
-            def on_progress(done_s: float, total_s: float) -> None:
-                frac = done_s / total_s if total_s else 0.0
-                elapsed = time.monotonic() - started
-                eta = elapsed / frac - elapsed if frac > 0.02 else None
-                msg = f"transcribing {done_s:.0f}/{total_s:.0f} s, elapsed {elapsed:.0f} s"
-                step(0.05 + 0.25 * frac, msg + (f", about {eta:.0f} s left" if eta is not None else ""))
-
-            step(0.05, "transcribing")
-            language = language or self.settings.media_language or None
-            transcript = self._transcriber.transcribe(path, language=language, progress=on_progress)
-            cache.put(sha, transcript)
-        from rag.meta import detect_meta
-
+        language = language or self.settings.media_language or None
+        transcript, _ = transcribe_cached(self._transcriber, path, sha, cache, language, on_progress)
         # Company and year as the speakers state them, so scoping works for media too.
         stated = detect_meta([Page(1, transcript.text)], name)
         meta = DocMeta(company=stated.company, year=stated.year, language=transcript.doc_language)
-        chunks = chunk_segments(transcript.segments, file=name, doc_id=sha, meta=meta)
+        chunks = chunk_segments(transcript.segments, file=name, doc_id=sha, meta=meta, duration_s=transcript.duration_s)
         doc = Document(name, sha, "media", len(chunks), duration_s=info.duration_s, meta=meta)
         return chunks, doc, transcript.notice
 
