@@ -89,6 +89,9 @@ TEXT: dict[str, dict[str, str]] = {
         "col_company": "Company",
         "col_year": "Year",
         "col_where": "Visible to",
+        "col_start": "Start",
+        "col_end": "End",
+        "col_text": "Text",
         "where_shared": "everyone",
         "where_private": "you only",
         "kind_pdf": "PDF",
@@ -149,6 +152,9 @@ TEXT: dict[str, dict[str, str]] = {
         "col_company": "公司",
         "col_year": "年份",
         "col_where": "可见范围",
+        "col_start": "开始",
+        "col_end": "结束",
+        "col_text": "内容",
         "where_shared": "所有人",
         "where_private": "仅自己",
         "kind_pdf": "PDF",
@@ -641,6 +647,8 @@ sup.esg-cite { display: inline-block; min-width: 1.3em; padding: 0 4px; margin: 
   border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
 .esg-results .ok { color: #166534; border-left: 4px solid #16a34a; }
 .esg-results .fail { color: #b91c1c; border-left: 4px solid #dc2626; }
+#esg-docs-table table *, #esg-transcript table * { font-family: var(--font) !important; }
+.esg-bottom { align-items: flex-end; }
 #esg-footer { text-align: center; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 """
 
@@ -670,11 +678,15 @@ def _header(lang: str) -> str:
     )
 
 
+def transcript_headers(lang: str) -> list[str]:
+    return [t(lang, "col_start"), t(lang, "col_end"), t(lang, "col_text")]
+
+
 def _results_html(results: Sequence[IngestResult]) -> str:
     lines = []
     for r in results:
         cls, mark = ("ok", "✓") if r.ok else ("fail", "✗")
-        lines.append(f'<div class="{cls}">{mark} <strong>{esc(r.file)}</strong>: {esc(r.message)}</div>')
+        lines.append(f'<div class="{cls}">{mark}&nbsp;<strong>{esc(r.file)}</strong>: {esc(r.message)}</div>')
     return '<div class="esg-results">' + "".join(lines) + "</div>"
 
 
@@ -773,16 +785,21 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                     wrap=True,
                     elem_id="esg-docs-table",
                 )
-                with gr.Row(equal_height=True):
+                with gr.Row(equal_height=False, elem_classes="esg-bottom"):
                     delete_pick = gr.Dropdown([], multiselect=True, label=t(lang0, "delete_pick"), scale=4)
-                    delete_btn = gr.Button(t(lang0, "delete"), variant="stop", scale=1)
+                    delete_btn = gr.Button(t(lang0, "delete"), variant="stop", scale=1, min_width=150)
                 delete_out = gr.HTML("")
                 with gr.Row():
                     transcript_pick = gr.Dropdown([], label=t(lang0, "transcript_pick"), scale=4)
                     srt_btn = gr.DownloadButton(t(lang0, "srt"), visible=False, scale=1)
                     vtt_btn = gr.DownloadButton(t(lang0, "vtt"), visible=False, scale=1)
                 transcript_table = gr.Dataframe(
-                    headers=["Start", "End", "Text"], label=t(lang0, "transcript"), interactive=False, wrap=True
+                    headers=transcript_headers(lang0),
+                    label=t(lang0, "transcript"),
+                    interactive=False,
+                    wrap=True,
+                    column_widths=["90px", "90px", "auto"],
+                    elem_id="esg-transcript",
                 )
                 with gr.Accordion(t(lang0, "admin"), open=False, visible=ctl.shared_mode) as admin_box:
                     with gr.Row(equal_height=True):
@@ -841,7 +858,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                 ),
                 gr.Dropdown(label=t(lang, "delete_pick")),
                 gr.Dropdown(label=t(lang, "transcript_pick")),
-                gr.Dataframe(label=t(lang, "transcript")),
+                gr.Dataframe(label=t(lang, "transcript"), headers=transcript_headers(lang)),
             )
 
         lang_radio.change(
@@ -962,7 +979,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
             except RagError as exc:
                 raise gr.Error(str(exc)) from exc
             return (
-                gr.Dataframe(value=rows, headers=["Start", "End", "Text"]),
+                gr.Dataframe(value=rows, headers=transcript_headers(ui.lang)),
                 gr.DownloadButton(value=srt, visible=True),
                 gr.DownloadButton(value=vtt, visible=True),
             )
