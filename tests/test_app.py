@@ -403,3 +403,14 @@ def test_one_chat_turn_end_to_end_with_the_real_small_llm(app_with_samples, llm_
     assert "388,500" in answer_text, answer_text
     labels = re.findall(r'<span class="esg-label">([^<]+)</span>', final)
     assert f"{EN_PDF.name}, p. 2" in labels, (labels, answer_text)
+
+
+def test_uploads_run_beside_chat_in_the_queue(make_app):
+    """Ingest runs one at a time in its own queue group, so chat events keep being served during an upload."""
+    _, demo, _ = make_app()
+    fns = {f.name: f for f in demo.fns.values()}
+    upload, chat = fns["on_upload"], fns["stream_answer"]
+    assert upload.concurrency_id == "ingest" and upload.concurrency_limit == 1
+    assert fns["on_rebuild"].concurrency_id == fns["on_delete"].concurrency_id == "ingest"
+    assert chat.concurrency_id == "chat" and chat.concurrency_limit != 1
+    assert upload.show_progress == "full"

@@ -1,0 +1,258 @@
+"""End to end in a real browser: headless Chromium drives ``python app.py`` on a fresh knowledge base.
+
+The app builds its sample knowledge base on first start; the test then drops a real ESG report on the upload area
+(a genuine ``dragenter``/``dragover``/``drop`` sequence carrying a File built in the page), waits for indexing, asks
+a question, watches the answer stream in, checks the cited source and its page, and saves screenshots to
+``docs/screenshots/``. Debian's chromium and chromedriver are used; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+DROPPED = "esg_pdfs/climretrieve_costco_climate_action_plan.pdf"
+QUESTION = "What is Costco's Scope 1 and 2 emissions reduction target for 2030?"
+GOLD_PAGE = 6  # "39% absolute reduction by 2030 compared to our 2020 base year" (checked with pypdf)
+GOLD_FIGURE = "39%"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``python app.py`` on a fresh knowledge base and a free port; yields the URL and the log path."""
+    root = tmp_path_factory.mktemp("browser")
+    port = _free_port()
+    log_path = root / "app.log"
+    env = {
+        **os.environ,
+        "ESG_KB_DIR": str(root / "kb"),
+        "ESG_PORT": str(port),
+        "ESG_HOST": "127.0.0.1",
+        "ESG_LLM": "small",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(root / "gradio"),
+    }
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 900  # first start ingests the samples (two PDFs and a transcribed video)
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app did not come up:\n{log_path.read_text(errors='replace')[-4000:]}")
+            time.sleep(1)
+        yield url, log_path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # its own process group: the app and its parser/forkserver children
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("Debian chromium and chromium-driver are required (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)  # with the driver path too, selenium-manager never runs
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--lang=en-US",
+        "--window-size=1400,1050",
+        f"--user-data-dir={profile}",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, condition, timeout: float, what: str, poll: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(condition)
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+DROP_JS = """
+const [b64, name, selector] = arguments;
+const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+const file = new File([bytes], name, {type: "application/pdf"});
+const dt = new DataTransfer();
+dt.items.add(file);
+const target = document.querySelector(selector);
+if (!target) return "no drop target " + selector;
+for (const type of ["dragenter", "dragover", "drop"]) {
+  target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+}
+return "dropped";
+"""
+
+# The per-file result lines (the progress overlay on the same output also names the file while it runs).
+RESULT_LINES = (
+    "return Array.from(document.querySelectorAll('#esg-results .esg-results > div'))"
+    ".map(e => e.textContent).join('\\n');"
+)
+LAST_BOT = "const m = document.querySelectorAll('#esg-chat .esg-answer'); return m.length ? m[m.length - 1] : null;"
+
+
+def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
+    url, log_path = server
+    d = browser
+    d.get(url)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    wait_for(d, "return document.querySelector('#esg-question textarea') !== null", 60, "the page")
+
+    # Drop a real report on the upload area.
+    pdf = testdata / DROPPED
+    result = d.execute_script(
+        DROP_JS, base64.b64encode(pdf.read_bytes()).decode(), pdf.name, "#esg-upload button.upload-container"
+    )
+    assert result == "dropped", result
+    progress_seen: set[str] = set()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        texts = d.execute_script(
+            "return Array.from(document.querySelectorAll('.progress-text, .progress-level-inner, .meta-text'))"
+            ".map(e => e.textContent.trim()).filter(Boolean);"
+        )
+        progress_seen.update(texts)
+        done = d.execute_script(RESULT_LINES)
+        if pdf.name in done:
+            break
+        time.sleep(0.2)
+    results = d.execute_script(RESULT_LINES)
+    assert f"{pdf.name}: ingested" in results, results
+    assert any(pdf.name in t for t in progress_seen), progress_seen  # the ingest progress reached the page
+    d.save_screenshot(str(SHOTS / "upload.png"))
+
+    # Ask; the passages being read appear before the answer streams in.
+    box = d.find_element("css selector", "#esg-question textarea")
+    box.send_keys(QUESTION)
+    d.find_element("css selector", "#esg-send").click()
+    seen: list[str] = []
+    reading_before_text = None
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        state = d.execute_script(
+            LAST_BOT.replace("return m.length ? m[m.length - 1] : null;", "")
+            + "if (!m.length) return null; const a = m[m.length - 1];"
+            "return [a.classList.contains('esg-streaming'), !!a.querySelector('.esg-reading'),"
+            " (a.querySelector('.esg-text:not(.esg-muted)')?.textContent || '')];"
+        )
+        if state:
+            streaming, reading, text = state
+            if streaming and text and reading_before_text is None:
+                reading_before_text = reading
+            if text and (not seen or seen[-1] != text):
+                seen.append(text)
+            if not streaming and text:
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(
+            f"no answer within the time limit; app log:\n{log_path.read_text(errors='replace')[-3000:]}"
+        )
+    assert reading_before_text, "the passages being read were not shown before the answer text"
+    assert len(seen) >= 3, seen  # the answer arrived in pieces, not at once
+
+    answer = d.execute_script(LAST_BOT)
+    d.execute_script("arguments[0].scrollIntoView({block: 'end'});", answer)
+    time.sleep(0.5)
+    d.save_screenshot(str(SHOTS / "chat.png"))
+    badge = answer.find_element("css selector", ".esg-badge").get_attribute("class")
+    assert "esg-route-rag" in badge
+    text = answer.find_element("css selector", ".esg-text").text
+    labels = [e.text for e in answer.find_elements("css selector", ".esg-source .esg-label")]
+    assert GOLD_FIGURE in text, (text, labels)
+    pages = [
+        int(p) for label in labels if label.startswith(pdf.name) for p in re.findall(r"\d+", label.split(",", 1)[1])
+    ]
+    assert GOLD_PAGE in pages, (labels, text)
+    # The cited sentence is highlighted in the passage of the source card.
+    marks = [e.get_attribute("textContent") for e in answer.find_elements("css selector", ".esg-source mark")]
+    assert any(GOLD_FIGURE in m for m in marks), marks
+
+    # The documents tab lists the samples built on first start and the dropped report, with their metadata.
+    tab = next(b for b in d.find_elements("css selector", "button[role='tab']") if b.text.strip() == "Documents")
+    tab.click()
+    table = wait_for(
+        d,
+        "const t = document.querySelector('#esg-docs-table'); return t && t.textContent.includes(arguments[0])"
+        " ? t.textContent : null;".replace("arguments[0]", repr(pdf.name)),
+        30,
+        "the documents table",
+    )
+    for name in (
+        "northwind_metals_sustainability_report_2023.pdf",
+        "qinghe_energy_esg_report_2023_zh.pdf",
+        "northwind_metals_briefing_2023.mp4",
+    ):
+        assert name in table, table
+    d.save_screenshot(str(SHOTS / "documents.png"))
+
+    # The language toggle switches the interface to Chinese.
+    d.find_element("xpath", "//*[@id='esg-lang']//label[contains(., '中文')]").click()
+    wait_for(
+        d,
+        "return Array.from(document.querySelectorAll(\"button[role='tab']\"))"
+        ".some(b => b.textContent.trim() === '问答')",
+        30,
+        "the Chinese tab labels",
+    )
+    assert "ESG 文档助手" in d.find_element("css selector", "#esg-header").text
+    d.save_screenshot(str(SHOTS / "documents-zh.png"))
