@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.errors import RagError
+from rag.errors import ConfigError, RagError
 from rag.settings import Settings
 from rag.types import Answer, Hit, Scope
 
@@ -110,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     kb_arg(sp)
     sp = sub.add_parser("rebuild", help="rebuild the index from the stored source files")
     kb_arg(sp)
+    sp = sub.add_parser("eval", help="score the pipeline on a QA set (retrieval, faithfulness, relevance, correctness)")
+    sp.add_argument("--qa", type=Path, required=True, help="JSONL rows: question, answer, doc, page(s), evidence")
+    sp.add_argument("--docs", type=Path, default=None, help="ingest the QA set's documents from here into a scratch KB")
+    sp.add_argument("--llm", dest="llms", action="append", default=[], help="small, large or .gguf (repeat: compare)")
+    sp.add_argument("--judge", default="same", help="judge model: same (as --llm), none, small, large or .gguf")
+    sp.add_argument("--mode", choices=("hybrid", "dense", "bm25"), default="hybrid", help="retrieval mode")
+    sp.add_argument("--compare", action="store_true", help="run dense, bm25 and hybrid (for each --llm) side by side")
+    sp.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    sp.add_argument("--out", type=Path, default=Path("eval_out"), help="report, charts and resume cache go here")
+    kb_arg(sp)
     return p
 
 
@@ -140,6 +150,29 @@ def _scope(args: argparse.Namespace) -> Scope:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from rag.assistant import Assistant
 
+    if args.command == "eval":
+        from rag.evaluate import eval_command
+
+        if args.docs is not None and args.kb is not None:
+            raise ConfigError("give --docs (a scratch knowledge base) or --kb (an existing one), not both")
+        bar = _Bar()
+        try:
+            text, code = eval_command(
+                settings,
+                args.qa,
+                docs=args.docs,
+                llms=args.llms,
+                judge=args.judge,
+                out=args.out,
+                mode=args.mode,
+                compare=args.compare,
+                limit=args.limit,
+                progress=bar,
+            )
+        finally:
+            bar.done()
+        print(text)
+        return code
     assistant = Assistant(settings)
     if args.command == "ingest":
         bar = _Bar()

@@ -1,0 +1,417 @@
+"""Evaluation: QA-row parsing (all four shared formats), metrics on hand-made cases with known scores, reports,
+resuming after an interruption (pipeline calls counted), configuration comparison, the CLI, and an end-to-end run
+with the real models on two shared PDFs (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rag.cli import main
+from rag.errors import ConfigError
+from rag.evaluate import (
+    CACHE_FILE,
+    EvalConfig,
+    QARow,
+    code_fingerprint,
+    context_precision,
+    load_qa,
+    parse_qa_rows,
+    retrieval_scores,
+    run_compare,
+    run_eval,
+    score_question,
+    settings_for,
+    write_comparison,
+    write_report,
+)
+from rag.judge import Judge
+from rag.llm import ScriptedLLM
+from rag.settings import Settings
+from rag.types import Answer, Chunk, Citation, Hit, Retrieval, Source
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_QA = ROOT / "tests" / "data" / "sample_qa.jsonl"
+ASSETS = ROOT / "assets"
+NW = "northwind_metals_sustainability_report_2023.pdf"
+
+
+def _hit(text: str, page: int, score: float, file: str = "r.pdf", last_page: int | None = None) -> Hit:
+    return Hit(Chunk(f"{file}{page}{text[:20]}", "d", text, Source(file, page, last_page)), score)
+
+
+# --- QA rows ------------------------------------------------------------------------------------------------------
+
+
+def test_rows_of_one_question_are_merged_and_fields_normalised():
+    rows = parse_qa_rows(
+        [
+            {"id": "a", "qid": "q1", "question": "Q one?", "doc": "r.pdf", "page": 9, "evidence": "first"},
+            {"id": "b", "qid": "q1", "question": "Q one?", "doc": "r.pdf", "page": 8, "evidence": "second"},
+            {"question": "Q two?", "doc": "r.pdf", "evidence_pages_verified": [14, 15, None], "page": 14,
+             "evidence": "x one\n---\nx two", "answer": "Yes.", "answerable": True},
+            {"question": "Q three?", "answer": "Not available in the retrieved information."},
+            {"question": "Q four?", "pages": [2, 3], "answer": "42 t", "doc_dir": "esg_pdfs"},
+        ]
+    )  # fmt: skip
+    assert [r.id for r in rows] == ["q1", "row3", "row4", "row5"]
+    assert rows[0].pages == (8, 9) and rows[0].evidence == ("first", "second")
+    assert rows[1].pages == (14, 15) and rows[1].evidence == ("x one", "x two")
+    assert rows[2].answerable is False  # inferred from the "not available" gold answer
+    assert rows[3].answerable is True and rows[3].doc is None and rows[3].doc_dir == "esg_pdfs"
+    assert rows[0].scope.docs == ("r.pdf",) and rows[3].scope.unrestricted
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"answer": "x"}], "row 1 has no 'question'"),
+        ([{"question": "q", "page": 0}], "page below 1"),
+        ([{"question": "q", "page": "two"}], "not a whole number"),
+        (["text"], "not a JSON object"),
+    ],
+)
+def test_bad_rows_are_named(rows, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_qa_rows(rows, "qa.jsonl")
+
+
+def test_bad_file_line_is_named(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "ok?"}\n{"question": \n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"qa.jsonl:2: not valid JSON"):
+        load_qa(path)
+    path.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="has no rows"):
+        load_qa(path)
+    with pytest.raises(ConfigError, match="QA file not found"):
+        load_qa(tmp_path / "missing.jsonl")
+
+
+def test_all_shared_qa_files_load(testdata):
+    qa = testdata / "qa"
+    counts = {p.name: load_qa(p) for p in sorted(qa.glob("*.jsonl"))}
+    assert len(counts) == 4
+    # ClimRetrieve has one row per evidence passage: 37 rows, 14 questions.
+    climretrieve = counts["climretrieve_en.jsonl"]
+    assert len(climretrieve) == 14
+    q03 = next(r for r in climretrieve if r.id == "climretrieve-q03")
+    assert q03.pages == (7, 8, 9, 10) and len(q03.evidence) == 5
+    cfb = counts["climate_finance_bench_en.jsonl"]
+    assert len(cfb) == 40 and sum(not r.answerable for r in cfb) == 14
+    orange_q6 = next(r for r in cfb if r.id == "cfb-orange-q6")
+    assert orange_q6.pages == (14, 15, 17, 30, 45) and len(orange_q6.evidence) > 1
+    fin = counts["financebench_subset_en.jsonl"]
+    assert len(fin) == 37 and all(r.answerable and r.pages for r in fin)
+    assert len(counts["esg_qa_en.jsonl"]) == len(climretrieve) + len(cfb)
+    assert all(r.doc_dir for rows in counts.values() for r in rows)
+
+
+def test_sample_qa_covers_both_sample_documents():
+    rows = load_qa(SAMPLE_QA)
+    assert {r.doc for r in rows} == {NW, "qinghe_energy_esg_report_2023_zh.pdf"}
+    assert all((ASSETS / r.doc).is_file() for r in rows)
+    assert sum(not r.answerable for r in rows) >= 2 and sum(r.lang == "zh" for r in rows) >= 4
+
+
+# --- metrics with known values ----------------------------------------------------------------------------------
+
+
+def test_retrieval_scores_against_gold_pages():
+    row = QARow("q", "?", doc="r.pdf", pages=(3, 7))
+    ranked = [_hit("a", 5, 0.9), _hit("b", 3, 0.8), _hit("c", 9, 0.7), _hit("d", 7, 0.6), _hit("e", 3, 0.5)]
+    hit1, mrr, ndcg = retrieval_scores(ranked, row, k=1)
+    assert hit1 == 0.0 and mrr == 0.5
+    ideal = 1 + 1 / math.log2(3)
+    assert ndcg == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / ideal)  # page 3 counted once
+    assert retrieval_scores(ranked, row, k=5)[0] == 1.0
+    # Another document's page 3 is not gold; a passage running over pages 6-7 is.
+    assert retrieval_scores([_hit("x", 3, 1, file="other.pdf")], row, 5) == (0.0, 0.0, 0.0)
+    assert retrieval_scores([_hit("x", 6, 1, last_page=7)], row, 5)[1] == 1.0
+    assert retrieval_scores(ranked, QARow("q", "?"), 5) == (None, None, None)
+
+
+def test_retrieval_scores_against_gold_evidence_when_there_are_no_pages():
+    evidence = "Scope 3 emissions were 1,846,000 tCO2e in 2023, mostly purchased goods."
+    row = QARow("q", "?", evidence=(evidence,))
+    ranked = [
+        _hit("The board has nine directors and meets four times a year.", 6, 0.9),
+        _hit("Emissions. Scope 3 emissions were 1,846,000 tCO2e in 2023, mostly purchased goods. Next.", 2, 0.8),
+    ]
+    assert retrieval_scores(ranked, row, k=1) == (0.0, 0.5, pytest.approx(1 / math.log2(3)))
+
+
+def test_context_precision_is_rank_weighted():
+    assert context_precision([True, True, False]) == 1.0
+    assert context_precision([False, True, True]) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert context_precision([False, False]) == 0.0
+
+
+PASSAGE = "Our total Scope 1 emissions fell from 412,000 tCO2e in 2022 to 388,500 tCO2e in 2023, a reduction of 5.7%."
+
+
+def _answer(text: str, refused: bool = False, route: str = "rag") -> Answer:
+    hits = (_hit(PASSAGE, 2, 0.9, NW), _hit("The board has nine directors.", 6, 0.5, NW))
+    cites = () if refused else (Citation(1, hits[0]),)
+    return Answer(text, route, cites, hits, refused=refused)
+
+
+def _retrieval(answer: Answer) -> Retrieval:
+    return Retrieval("q", answer.hits)
+
+
+def test_an_answer_with_one_unsupported_number_scores_faithfulness_below_one():
+    row = QARow("q", "What were Scope 1 emissions in 2023?", "388,500 tCO2e", NW, (2,))
+    answer = _answer("Scope 1 emissions were 398,500 tCO2e in 2023 [1]. That was 5.7% lower than 2022 [1].")
+    scores, notes = score_question(row, answer, _retrieval(answer), Judge(), k=5)
+    assert scores.faithfulness == 0.5
+    assert scores.correctness == 0.0
+    assert scores.hit == scores.mrr == scores.ndcg == scores.context_precision == 1.0
+    assert scores.answered == 1.0 and scores.refusal is None
+    assert any("398,500" in n for n in notes)
+    good = _answer("Scope 1 emissions were 388,500 tCO2e in 2023, 5.7% lower than in 2022 [1].")
+    scores, _ = score_question(row, good, _retrieval(good), Judge(), k=5)
+    assert scores.faithfulness == 1.0 and scores.correctness == 1.0
+
+
+def test_a_refusal_on_an_unanswerable_row_scores_one():
+    row = QARow("q", "What is the biodiversity strategy?", "Not disclosed.", NW, answerable=False)
+    refusal = _answer("The documents don't answer this: biodiversity is not covered.", refused=True)
+    scores, _ = score_question(row, refusal, _retrieval(refusal), Judge(), k=5)
+    assert scores.refusal == 1.0
+    assert scores.faithfulness is None and scores.correctness is None and scores.answered is None
+    answered = _answer("Northwind protects 40 hectares of wetland [1].")
+    scores, notes = score_question(row, answered, _retrieval(answered), Judge(), k=5)
+    assert scores.refusal == 0.0 and scores.faithfulness == 0.0
+    assert "answered an unanswerable question" in notes
+
+
+def test_declining_an_answerable_row_is_counted():
+    row = QARow("q", "How many directors?", "Nine.", NW, (6,))
+    refusal = _answer("The documents don't answer this.", refused=True)
+    scores, notes = score_question(row, refusal, _retrieval(refusal), Judge(), k=5)
+    assert scores.answered == 0.0 and scores.correctness == 0.0
+    assert notes == ["declined: refusal"]
+    # Context precision ranks by retrieval score, not by the prompt's order: page 6 is ranked second.
+    assert scores.context_precision == 0.5
+
+
+def test_modes_are_fusion_weights():
+    base = Settings.from_env(environ={})
+    assert settings_for(base, EvalConfig("dense")).bm25_weight == 0.0
+    assert settings_for(base, EvalConfig("bm25")).dense_weight == 0.0
+    assert settings_for(base, EvalConfig("hybrid", "large")).llm == "large"
+    assert settings_for(base, EvalConfig()) == base
+    with pytest.raises(ConfigError, match="retrieval mode"):
+        EvalConfig("sparse")
+
+
+# --- runs over the sample documents (real embedder, real index; scripted LLM) ------------------------------------
+
+
+def _scripted(messages) -> str:
+    user = messages[-1].content
+    if "Statement:" in user:
+        return "yes"
+    if user.startswith("Answer:"):
+        return "What were the Scope 1 emissions?\nHow much Scope 1 did the company emit?"
+    if "Grade:" in user:
+        return "partial"
+    if "Does the passage" in user:
+        return "no"
+    if "研发" in user or "biodiversity" in user or "community" in user:
+        return "The documents don't answer this: it is not disclosed."
+    return "Scope 1 emissions were 388,500 tCO2e in 2023 [1]."
+
+
+@pytest.fixture(scope="module")
+def sample_settings(tmp_path_factory, embedder):
+    """A knowledge base of the two sample reports, ingested once."""
+    from rag.assistant import Assistant
+
+    settings = Settings.from_env(environ={}, kb_dir=tmp_path_factory.mktemp("evalkb") / "kb")
+    a = Assistant(settings, embedder=embedder)
+    results = list(a.ingest(sorted(ASSETS.glob("*.pdf"))))
+    assert all(r.ok for r in results), [r.message for r in results]
+    return settings
+
+
+class Counting:
+    """Counts pipeline calls on a real Assistant."""
+
+    def __init__(self, assistant) -> None:
+        self.calls: list[str] = []
+        original = assistant.answer
+
+        def answer(question, **kwargs):
+            self.calls.append(question)
+            return original(question, **kwargs)
+
+        assistant.answer = answer
+
+
+def _assistant(settings, embedder, llm=None):
+    from rag.assistant import Assistant
+
+    return Assistant(settings, embedder=embedder, llm=llm or ScriptedLLM(_scripted))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_code_fingerprint_follows_the_pipeline_modules(tmp_path):
+    (tmp_path / "prompt.py").write_text("A = 1\n")
+    (tmp_path / "load.py").write_text("B = 1\n")
+    before = code_fingerprint(tmp_path, ("prompt.py",))
+    (tmp_path / "load.py").write_text("B = 2\n")  # not a module questions pass through
+    assert code_fingerprint(tmp_path, ("prompt.py",)) == before
+    (tmp_path / "prompt.py").write_text("A = 2\n")
+    assert code_fingerprint(tmp_path, ("prompt.py",)) != before
+
+
+def test_resume_after_interruption_recomputes_only_what_changed(sample_settings, embedder, tmp_path, monkeypatch):
+    # Pin the code fingerprint: other work may edit the pipeline's source while this test runs.
+    monkeypatch.setattr("rag.evaluate.code_fingerprint", lambda *a, **k: "pinned")
+    rows = load_qa(SAMPLE_QA)[:3]
+    out = tmp_path / "eval"
+
+    def stop_at_third(fraction: float, message: str) -> None:
+        if " 3/3 " in message and "judging" not in message:
+            raise Interrupt
+
+    a = _assistant(sample_settings, embedder)
+    counter = Counting(a)
+    with pytest.raises(Interrupt):
+        run_eval(a, rows, out, stop_at_third, judge_llm="same")
+    assert len(counter.calls) == 2
+    lines = (out / CACHE_FILE).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4  # one pipeline and one scores record per finished question
+
+    # Rerun: only the unfinished question reaches the pipeline.
+    a = _assistant(sample_settings, embedder)
+    counter = Counting(a)
+    report = run_eval(a, rows, out, judge_llm="same")
+    assert counter.calls == [rows[2].question]
+    assert report.reused == 2 and report.computed == 1
+
+    # Nothing changed: nothing is recomputed, and the scores are the same.
+    a = _assistant(sample_settings, embedder)
+    counter = Counting(a)
+    again = run_eval(a, rows, out, judge_llm="same")
+    assert counter.calls == [] and again.reused == 3
+    assert [r.scores for r in again.results] == [r.scores for r in report.results]
+
+    # A different judge re-scores the stored answers without asking the pipeline again.
+    a = _assistant(sample_settings, embedder)
+    counter = Counting(a)
+    rejudged = run_eval(a, rows, out, judge_llm="none")
+    assert counter.calls == [] and rejudged.reused == 0 and rejudged.judge == "deterministic"
+
+    # A setting that changes answers recomputes them.
+    a = _assistant(sample_settings.replace(top_k=3), embedder)
+    counter = Counting(a)
+    run_eval(a, rows, out, judge_llm="same")
+    assert len(counter.calls) == 3
+
+    # A torn last line (killed mid-write) is ignored.
+    with open(out / CACHE_FILE, "a", encoding="utf-8") as fh:
+        fh.write('{"type": "scores", "key": "abc", "res')
+    a = _assistant(sample_settings, embedder)
+    counter = Counting(a)
+    assert run_eval(a, rows, out, judge_llm="same").reused == 3 and counter.calls == []
+
+
+def test_report_markdown_and_charts(sample_settings, embedder, tmp_path):
+    sample = {r.id: r for r in load_qa(SAMPLE_QA)}
+    rows = [sample[i] for i in ("nw-01", "nw-03", "nw-07", "qh-01", "qh-05")]
+    rows.append(QARow("x", "Anything?", doc="not_ingested.pdf"))
+    seen: list[float] = []
+    report = run_eval(
+        _assistant(sample_settings, embedder), rows, tmp_path, lambda f, m: seen.append(f), qa_source="sample"
+    )
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    assert report.skipped == (("x", "document not_ingested.pdf is not in the knowledge base"),)
+    overall = report.overall()
+    # The scripted model always gives the Scope 1 figure: right for nw-01 only, faithful only where it's cited.
+    assert overall["refusal"] == (1.0, 2)  # the two unanswerable rows were declined
+    assert overall["hit"][1] == 3 and 0 <= overall["faithfulness"][0] < 1
+    nw01 = next(r for r in report.results if r.row.id == "nw-01")
+    assert nw01.scores.faithfulness == 1.0 and nw01.scores.correctness == 0.5  # the scripted grade is "partial"
+    worst = report.worst_first()
+    assert worst[0].scores.mean() <= worst[-1].scores.mean()
+    md, charts = write_report(report, tmp_path)
+    text = md.read_text(encoding="utf-8")
+    for heading in ("## Overall", "## Per document", "## Per question (worst first)", "## Skipped"):
+        assert heading in text
+    assert text.index(f"| {worst[0].row.id} |") < text.index(f"| {worst[-1].row.id} |")
+    assert "qinghe_energy_esg_report_2023_zh.pdf" in text and "hit@5" in text
+    assert len(charts) == 3
+    for chart in charts:
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert chart.name in text or chart.name.endswith("_questions.png")
+
+
+def test_compare_modes_side_by_side(sample_settings, embedder, tmp_path):
+    rows = load_qa(SAMPLE_QA)[:2]
+    a = _assistant(sample_settings, embedder)
+    configs = [EvalConfig(m) for m in ("dense", "bm25", "hybrid")]
+    reports = run_compare(a, rows, tmp_path, configs, judge_llm="same")
+    assert [r.config.mode for r in reports] == ["dense", "bm25", "hybrid"]
+    assert len({r.judge for r in reports}) == 1
+    md, charts = write_comparison(reports, tmp_path)
+    table = md.read_text(encoding="utf-8")
+    assert "| metric | dense · small | bm25 · small | hybrid · small |" in table
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "report_dense_small.md").is_file()
+    assert charts[0].name == "compare_overall.png"
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"question": "q?"}\n', encoding="utf-8")
+    assert main(["eval", "--qa", str(qa), "--docs", str(tmp_path), "--kb", str(tmp_path / "kb")]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["eval", "--qa", str(tmp_path / "nope.jsonl"), "--kb", str(tmp_path / "kb")]) == 2
+    assert "QA file not found" in capsys.readouterr().err
+    assert main(["eval", "--qa", str(qa), "--docs", str(tmp_path / "missing")]) == 2
+    assert "--docs folder not found" in capsys.readouterr().err
+    assert main(["eval", "--qa", str(qa), "--kb", str(tmp_path / "empty_kb"), "--judge", "none"]) == 2
+    assert "has no documents" in capsys.readouterr().err
+
+
+E2E_ROWS = ("climretrieve-q12", "climretrieve-q14", "climretrieve-q02", "climretrieve-q03")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_end_to_end_on_two_shared_pdfs(testdata, tmp_path, capsys):
+    """The real pipeline and judge (bundled LLM, e5 embedder) on Costco and CT REIT: 3 answerable + 1 unanswerable."""
+    rows = [json.loads(line) for line in (testdata / "qa" / "climretrieve_en.jsonl").open(encoding="utf-8")]
+    picked = [r for r in rows if r["qid"] in E2E_ROWS]
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps(r) + "\n" for r in picked), encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["eval", "--qa", str(qa), "--docs", str(testdata), "--out", str(out)])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 0
+    assert printed.startswith("4 questions")
+    report = (out / "report.md").read_text(encoding="utf-8")
+    print(report)
+    for name in ("report_overall.png", "report_by_document.png", "report_questions.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    scores = [json.loads(line) for line in (out / CACHE_FILE).open(encoding="utf-8")]
+    assert sum(s["type"] == "scores" for s in scores) == 4
+    for rec in (s for s in scores if s["type"] == "scores"):
+        for value in rec["result"]["scores"].values():
+            assert value is None or 0.0 <= value <= 1.0
+    assert "| refusal (unanswerable) |" in printed and "| hit@5 |" in printed
+    # A rerun reuses every answer and score.
+    assert main(["eval", "--qa", str(qa), "--docs", str(testdata), "--out", str(out)]) == 0
+    assert "4 reused from the cache" in (out / "report.md").read_text(encoding="utf-8")
