@@ -82,8 +82,9 @@ def _parser() -> argparse.ArgumentParser:
             "--kb", type=Path, default=None, help="knowledge base folder (default: ESG_KB_DIR, else knowledge_base/)"
         )
 
-    sp = sub.add_parser("ingest", help="add PDFs and media files to the knowledge base")
-    sp.add_argument("files", nargs="+", type=Path)
+    sp = sub.add_parser("ingest", help="add PDFs and media files (or folders of them) to the knowledge base")
+    sp.add_argument("files", nargs="+", type=Path, help="files, or folders searched recursively")
+    sp.add_argument("--workers", type=int, default=None, help="PDF parser processes running ahead (default 1)")
     sp.add_argument("--language", default=None, help="spoken language of media files (default: auto-detect)")
     sp.add_argument("--json", action="store_true", help="print one JSON array of per-file results")
     kb_arg(sp)
@@ -175,9 +176,17 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return code
     assistant = Assistant(settings)
     if args.command == "ingest":
+        from rag.ingest import expand_paths
+
+        if args.workers is not None:
+            assistant.settings = settings = settings.replace(ingest_workers=args.workers)
+            settings.validate()
+        files = expand_paths(args.files)
         bar = _Bar()
         results = []
-        for result in assistant.ingest(args.files, progress=bar, language=args.language):
+        # Bulk runs save every 30 s (a crash resumes from there: unchanged files are skipped), not per file.
+        save_every = 30.0 if len(files) > 20 else 0.0
+        for result in assistant.ingest(files, progress=bar, language=args.language, save_every_s=save_every):
             results.append(result)
             if bar.tty:
                 sys.stderr.write("\r" + " " * 110 + "\r")
