@@ -746,7 +746,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                         layout="panel",
                         latex_delimiters=[],
                         feedback_options=None,
-                        buttons=["copy"],
+                        buttons=[],  # its copy buttons would copy our HTML markup, not the answer text
                         elem_id="esg-chat",
                         placeholder="<div style='text-align:center;opacity:.7'>"
                         "Ask a question about the documents · 请就文档提问</div>",
@@ -934,6 +934,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
             return []
 
         clear_btn.click(clear_chat, [ui_state], [chatbot], queue=False)
+        chatbot.clear(clear_chat, [ui_state], [chatbot], queue=False)  # the chat's own trash button
 
         # --- upload: one result line per file, progress from the ingest callback
         def on_upload(files: list[str] | None, ui: UiSession, progress=gr.Progress()):  # noqa: B008 - Gradio's way to ask for a progress bar
