@@ -246,9 +246,12 @@ def test_chat_streams_sources_before_tokens_and_cites_only_what_the_answer_cites
     replies = []
 
     def reply(messages) -> str:
-        # Cite the passage that states the figure, as a good model would.
-        passages = re.findall(r'<passage id="(\d+)"[^>]*>(.*?)</passage>', messages[-1].content, re.S)
-        n = next(n for n, text in passages if "388,500" in text)
+        # Cite the passage that states the figure, as a good model would: the last passage number (``[n]`` or
+        # ``id="n"``, whichever the prompt uses) before the figure's first mention.
+        content = messages[-1].content
+        at = content.index("388,500")
+        n = re.findall(r'^\[(\d+)\]|id="(\d+)"', content[:at], re.M)[-1]
+        n = n[0] or n[1]
         replies.append(f"Scope 1 emissions were 388,500 tCO2e in 2023 [{n}].")
         return replies[-1]
 
