@@ -430,7 +430,7 @@ class Controller:
         self.settings: Settings = assistant.settings
         self.media_dir = Path(media_dir or tempfile.mkdtemp(prefix="esg-media-")).resolve()
         self.media_dir.mkdir(parents=True, exist_ok=True)
-        self.renderer = Renderer(self._media_url_unscoped)
+        self.renderer = Renderer(lambda source: self.media_url(source.file, None))
         self._media_lock = threading.Lock()
 
     # ------------------------------------------------------------------ sessions and permissions
@@ -530,9 +530,6 @@ class Controller:
         return lines
 
     # ------------------------------------------------------------------ media and transcripts
-    def _media_url_unscoped(self, source: Source) -> str | None:
-        return self.media_url(source.file, None)
-
     def media_url(self, name: str, ui: UiSession | None) -> str | None:
         """A URL Gradio serves for a stored media file: a copy in ``media_dir`` (the knowledge base folder itself
         is never exposed)."""
@@ -554,6 +551,10 @@ class Controller:
                     shutil.copyfile(src, tmp)
                 os.replace(tmp, dest)
         return "gradio_api/file=" + urllib.parse.quote(str(dest))
+
+    def renderer_for(self, ui: UiSession) -> Renderer:
+        """A renderer that can also play the session's private media uploads."""
+        return Renderer(lambda source: self.media_url(source.file, ui))
 
     def transcript(self, name: str | None, ui: UiSession) -> tuple[list[list[str]], str | None, str | None]:
         """Rows (start, end, text) of a media document's transcript, and paths of its SRT and VTT files."""
@@ -580,21 +581,22 @@ class Controller:
         hits: tuple[Hit, ...] = ()
         text = ""
         history = ui.history[-HISTORY_TURNS:]
-        yield self.renderer.pending(None, (), "", ui.lang), None
+        renderer = self.renderer_for(ui)
+        yield renderer.pending(None, (), "", ui.lang), None
         for event in self.assistant.ask(question, history, scope, ui.session):
             if event.kind == "route":
                 route = event.route
-                yield self.renderer.pending(route, hits, text, ui.lang), None
+                yield renderer.pending(route, hits, text, ui.lang), None
             elif event.kind == "sources":
                 hits = event.hits
-                yield self.renderer.pending(route, hits, text, ui.lang), None
+                yield renderer.pending(route, hits, text, ui.lang), None
             elif event.kind == "token":
                 text += event.text
-                yield self.renderer.pending(route, hits, text, ui.lang), None
+                yield renderer.pending(route, hits, text, ui.lang), None
             elif event.kind == "done" and event.answer is not None:
                 answer = event.answer
                 ui.history.append((question, answer.text))
-                yield self.renderer.final(answer, ui.lang), answer
+                yield renderer.final(answer, ui.lang), answer
 
     def rebuild(self, progress: Callable[[float, str], None] | None = None) -> list[IngestResult]:
         return self.assistant.rebuild(progress=progress)
