@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -231,8 +231,8 @@ def is_heading(paragraph: str) -> bool:
     if letters < 2 or digits > 0.3 * len(chars):
         return False
     if has_cjk(p):
-        if _CJK_HEADING_RE.match(p):
-            return len(p) <= 40 and "。" not in p
+        if _CJK_HEADING_RE.match(p):  # "（一）是否……，……；" is a list item, not a heading
+            return len(p) <= 40 and not re.search("[。，；！？]", p) and not _SENTENCE_PUNCT.search(p)
         cjk = sum(is_cjk_char(ch) for ch in p)
         return cjk >= 2 and len(p) <= 25 and not re.search("[。，；！？]", p) and not _SENTENCE_PUNCT.search(p)
     if _SENTENCE_PUNCT.search(p):
@@ -269,7 +269,6 @@ _STOP = frozenset(
     "year years report reports company group total other being well using used both only same further level "
     "levels part make made does done upon very into onto well our ours your yours its it's".split()
 )
-_CJK_STOP = frozenset("的和在是了与及等对为中有将或其这以并于由上下也而")
 
 
 def figures(text: str, limit: int = 6) -> list[str]:
@@ -286,9 +285,13 @@ def figures(text: str, limit: int = 6) -> list[str]:
     return ordered[:limit]
 
 
+_URL_RE = re.compile(r"\S*(?:www\.|https?://|@)\S*|\S+\.(?:com|org|net|gov|edu|int)\S*", re.IGNORECASE)
+
+
 def key_terms(text: str, limit: int = 5, exclude: str = "") -> list[str]:
-    """Salient terms of a passage: acronyms and the most repeated content words (CJK: repeated bigrams)."""
+    """Salient terms of a passage: acronyms and the most repeated content words."""
     low_ex = exclude.lower()
+    text = _URL_RE.sub(" ", text)  # "WWW", "ORG" are not terms
     terms: dict[str, None] = {}
     for m in _ACRONYM_RE.finditer(text):
         t = m.group(0)
@@ -300,14 +303,8 @@ def key_terms(text: str, limit: int = 5, exclude: str = "") -> list[str]:
             break
         if word not in _STOP and word not in low_ex and word.upper() not in terms:
             terms[word] = None
-    if has_cjk(text) and len(terms) < limit:
-        runs = re.findall(f"[{CJK_CHARS}]+", text)
-        grams: Counter[str] = Counter(r[i : i + 2] for r in runs for i in range(len(r) - 1))
-        for gram, n in grams.most_common():
-            if n < 2 or len(terms) >= limit:
-                break
-            if not (set(gram) & _CJK_STOP) and gram not in exclude:
-                terms[gram] = None
+    # No CJK words: without a segmenter, repeated n-grams are mostly fragments ("市公", "否主动披"); the heading
+    # and first sentence carry a Chinese chunk's key information.
     return list(terms)[:limit]
 
 
@@ -357,14 +354,18 @@ def key_line(
 
 
 def _first_sentence(text: str, heading: str) -> str:
+    """The first real sentence of the body: headings skipped, and fragments like ``6.1`` or ``A`` passed over."""
+    first = ""
     for para in text.split("\n"):
         p = para.strip()
         if not p or p == heading.strip() or is_heading(p):
             continue
-        sentences = split_sentences(p)
-        if sentences:
-            return sentences[0].lstrip("• ")
-    return text.strip().split("\n", 1)[0]
+        for sentence in split_sentences(p):
+            sentence = sentence.lstrip("• ")
+            first = first or sentence
+            if len(sentence) >= (10 if has_cjk(sentence) else 25):
+                return sentence
+    return first or text.strip().split("\n", 1)[0]
 
 
 _PIECE_RE = re.compile(f"[{CJK_CHARS}]\\s*|[^\\s{CJK_CHARS}]+\\s*")
@@ -466,7 +467,7 @@ def chunk_pages(
         for k, piece in enumerate(pieces):
             units.append(_Unit(page, piece, count(piece), continues=k > 0 or carry_on, para_end=k == len(pieces) - 1))
 
-    groups = _group(units, budget, overhead)
+    groups = _group(units, budget, overhead, count)
     chunks: list[Chunk] = []
     seen_ids: Counter[str] = Counter()
     heading = ""  # the heading in force: the last heading line seen so far
@@ -505,16 +506,19 @@ def _leading_headings(group: list[_Unit]) -> list[_Unit]:
     return lead
 
 
-def _group(units: list[_Unit], budget: int, overhead: int) -> list[list[_Unit]]:
+def _group(units: list[_Unit], budget: int, overhead: int, count: TokenCounter) -> list[list[_Unit]]:
     """Greedy merge in reading order.
 
     A new chunk starts when the next piece would exceed the budget, would make the chunk span a third page, or
     at a heading once the current chunk is a quarter full; at a page break once it is half full and its last
-    paragraph has ended. Headings at the end of a chunk move on with the text they introduce.
+    paragraph has ended. A piece that doesn't fit into a chunk less than 60% full gives it its first sentences
+    (no tiny chunks); the rest of the paragraph opens the next chunk. Headings at the end of a chunk move on with
+    the text they introduce.
     """
     groups: list[list[_Unit]] = []
     cur: list[_Unit] = []
     tokens = 0
+    queue = deque(units)
 
     def flush() -> None:
         nonlocal cur, tokens
@@ -527,14 +531,14 @@ def _group(units: list[_Unit], budget: int, overhead: int) -> list[list[_Unit]]:
         cur = carry
         tokens = sum(u.tokens - overhead + 1 for u in cur) + overhead - 1 if cur else 0
 
-    for u in units:
+    while queue:
+        u = queue.popleft()
         if cur:
             size = tokens + u.tokens - overhead + 1  # +1: a join can cost a token
             body = any(not c.heading for c in cur)
-            if (
-                size > budget
-                or u.page > cur[0].page + 1
-                or (u.heading and body and tokens >= budget / 4 and not cur[-1].heading)
+            boundary = (
+                u.page > cur[0].page + 1
+                or (u.heading and body and not cur[-1].heading and (tokens >= budget / 4 or u.page != cur[-1].page))
                 or (
                     u.page != cur[-1].page
                     and tokens >= budget / 2
@@ -542,7 +546,15 @@ def _group(units: list[_Unit], budget: int, overhead: int) -> list[list[_Unit]]:
                     and cur[-1].para_end
                     and _ends_sentence(cur[-1].text)
                 )
-            ):
+            )
+            room = budget - tokens + overhead - 1  # what a piece may count (with its own prefix) to still fit
+            if size > budget and not boundary and not u.heading and tokens < 0.6 * budget and room >= overhead + 32:
+                head, rest = _fill_split(u.text, room, count)
+                if head:
+                    queue.appendleft(_Unit(u.page, rest, count(rest), continues=True, para_end=u.para_end))
+                    u = _Unit(u.page, head, count(head), continues=u.continues, para_end=False)
+                    size = tokens + u.tokens - overhead + 1
+            if size > budget or boundary:
                 flush()
                 if cur and (tokens + u.tokens - overhead + 1 > budget or u.page > cur[0].page + 1):
                     groups.append(cur)  # carried headings that cannot join the next piece stand alone
@@ -551,7 +563,39 @@ def _group(units: list[_Unit], budget: int, overhead: int) -> list[list[_Unit]]:
         cur.append(u)
     if cur:
         groups.append(cur)
-    return groups
+    return _merge_small(groups, budget, overhead)
+
+
+def _merge_small(groups: list[list[_Unit]], budget: int, overhead: int) -> list[list[_Unit]]:
+    """A leftover under a quarter of the budget (a caption or the tail of a page) joins the chunk before it when
+    that chunk ends on the same page and has room."""
+    out: list[list[_Unit]] = []
+    for group in groups:
+        size = sum(u.tokens - overhead + 1 for u in group) + overhead - 1
+        if out and size < budget / 4 and out[-1][-1].page == group[0].page and group[0].page == group[-1].page:
+            prev = sum(u.tokens - overhead + 1 for u in out[-1]) + overhead - 1
+            if prev + size - overhead + 1 <= budget and not group[0].heading:
+                out[-1] = out[-1] + group
+                continue
+        out.append(group)
+    return out
+
+
+def _fill_split(text: str, room: int, count: TokenCounter) -> tuple[str, str]:
+    """The longest run of whole sentences at the start of ``text`` that fits ``room``, and the rest."""
+    sentences = split_sentences(text)
+    head, used = "", 0
+    for k, sentence in enumerate(sentences[:-1]):
+        candidate = _join(head, sentence)
+        if count(candidate) > room:
+            break
+        head, used = candidate, k + 1
+    if not used:
+        return "", text
+    rest = ""
+    for sentence in sentences[used:]:
+        rest = _join(rest, sentence)
+    return head, rest
 
 
 _END_RE = re.compile(f"[.!?。！？；;:：…][{_CLOSERS}]*$")

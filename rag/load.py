@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pypdf
+from pypdf.errors import DependencyError
+
 from rag.errors import DamagedFile, EncryptedPdf, NoText, TooLarge
 from rag.types import Page
 
@@ -50,7 +53,9 @@ _SPACE_TRANSLATE = {
         ord(c): " "
         for c in "\xa0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\t\r\f\v"
     },
-    **{ord(c): None for c in "\xad\u200b\u200c\u200d\u2060\ufeff\ufffd"},
+    **{ord(c): None for c in "\u200b\u200c\u200d\u2060\ufeff\ufffd"},
+    # PDFs draw the soft hyphen as a visible hyphen ("long\xadterm"); at a line end it is hyphenation, undone later.
+    ord("\xad"): "-",
     **{ord(k): v for k, v in _LIGATURES.items()},
 }
 _PRIVATE_USE_RE = re.compile("[\ue000-\uf8ff\x00-\x08\x0e-\x1f\x7f]")
@@ -482,10 +487,7 @@ def _vocabulary(lines: Iterable[str]) -> Counter[str]:
     return vocab
 
 
-def _open(path: Path):
-    import pypdf
-    from pypdf.errors import DependencyError
-
+def _open(path: Path) -> pypdf.PdfReader:
     try:
         reader = pypdf.PdfReader(path)
     except FileNotFoundError:

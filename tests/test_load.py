@@ -88,8 +88,9 @@ def test_cjk_spacing_artefacts_removed():
 
 
 def test_clean_text_normalises_ligatures_spaces_and_invisible_marks():
-    raw = "e\ufb00orts to re\ufb02ect\xa0our\u00ad quali\ufb01ed\u200b team\ue000  now"
-    assert clean_text(raw) == "efforts to reflect our qualified team now"
+    raw = "e\ufb00orts to re\ufb02ect\xa0our quali\ufb01ed\u200b long\xadterm team\ue000  now"
+    assert clean_text(raw) == "efforts to reflect our qualified long-term team now"
+    assert join_lines([clean_text("our long\xad"), "term view"], Counter({"long-term": 1})) == "our long-term view"
 
 
 def test_page_numbers_recognised_but_not_years():
