@@ -238,28 +238,30 @@ def render_answer_text(text: str, cited: set[int] | None = None) -> str:
     return _CITE_MARK.sub(chip, _inline(text))
 
 
-def _normalise_passage(text: str) -> str:
-    """Undo hard line wraps: join lines inside Chinese text without a space, elsewhere with one; keep paragraphs."""
-    text = text.replace("\r", "")
-    text = re.sub(r"(?<=[\u3400-\u9fff，、；：（）])\n(?=[\u3400-\u9fff，。、；：（）])", "", text)
-    text = re.sub(r"(?<!\n)\n(?!\n)", " ", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+_SENT_SPLIT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(“])|(?<=[。！？；])")
 
 
-_SENT_SPLIT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(“])|(?<=[。！？；])|\n+")
+def _paragraphs(text: str) -> list[list[str]]:
+    """Paragraphs (the loader puts one per line, blank lines between) split into sentences."""
+    paragraphs = (p.strip() for p in re.split(r"\n+", text.replace("\r", "")))
+    return [[s for s in _SENT_SPLIT.split(p) if s.strip()] for p in paragraphs if p]
 
 
-def _split_sentences(text: str) -> list[str]:
-    return [s for s in _SENT_SPLIT.split(text) if s and s.strip()]
+def _figure_weight(number: str) -> float:
+    """A distinctive figure (388,500 or 5.7) identifies the supporting sentence; a year or a small count barely."""
+    if "." in number or (len(number) >= 3 and not (len(number) == 4 and number[:2] in ("19", "20"))):
+        return 6.0
+    return 1.5 if len(number) == 4 else 1.0
 
 
 def _features(text: str) -> dict[str, float]:
-    """Weighted bag of a sentence's words, figures (weigh more) and Chinese character pairs."""
+    """Weighted bag of a sentence's words, figures (weighted by how distinctive) and Chinese character pairs."""
     low = text.lower()
     feats: dict[str, float] = {}
     for w in _WORD.findall(low):
         if w[0].isdigit():
-            feats["#" + w.replace(",", "").rstrip(".")] = 3.0
+            number = w.replace(",", "").rstrip(".")
+            feats["#" + number] = _figure_weight(number)
         elif w not in _STOP:
             feats[w] = 1.0
     cjk = "".join(_CJK.findall(text))
@@ -277,11 +279,11 @@ def claims_for(answer_text: str, n: int) -> list[str]:
 def highlight_passage(passage: str, claims: Sequence[str]) -> tuple[str, str | None]:
     """The passage as HTML with the sentence best supporting each claim in ``<mark>``; also the first such sentence.
 
-    Overlap is counted in shared words, figures (weighted 3x) and Chinese character pairs; a sentence needs a score
-    of at least 2 to be marked, so an unrelated sentence is never highlighted.
+    Overlap is counted in shared words, figures (a distinctive figure outweighs several words) and Chinese character
+    pairs; a sentence needs a score of at least 2 to be marked, so an unrelated sentence is never highlighted.
     """
-    text = _normalise_passage(passage)
-    sentences = _split_sentences(text)
+    paragraphs = _paragraphs(passage)
+    sentences = [s for p in paragraphs for s in p]
     marked: set[int] = set()
     for claim in claims:
         want = _features(claim)
@@ -295,15 +297,18 @@ def highlight_passage(passage: str, claims: Sequence[str]) -> tuple[str, str | N
                 best, best_score = i, score
         if best is not None and best_score >= 2.0:
             marked.add(best)
-    out, first = [], None
-    for i, sentence in enumerate(sentences):
-        if i in marked:
-            first = first or sentence
-            out.append(f"<mark>{esc(sentence)}</mark>")
-        else:
-            out.append(esc(sentence))
-    joiner = "" if _CJK.search(text[:200]) else " "
-    return joiner.join(out), first
+    out, first, i = [], None, 0
+    for paragraph in paragraphs:
+        parts = []
+        for sentence in paragraph:
+            if i in marked:
+                first = first or sentence
+                parts.append(f"<mark>{esc(sentence)}</mark>")
+            else:
+                parts.append(esc(sentence))
+            i += 1
+        out.append(("" if _CJK.search(" ".join(paragraph)[:200]) else " ").join(parts))
+    return "<br>".join(out), first
 
 
 def reading_summary(hits: Sequence[Hit]) -> str:

@@ -298,14 +298,22 @@ def test_untrusted_model_and_document_text_is_inert(tmp_path):
 
 def test_highlight_marks_the_supporting_sentence_only():
     passage = (
-        "Our total Scope 1 emissions fell from 412,000 tCO2e in 2022 to 388,500 tCO2e in 2023. The main driver\n"
-        "was the switch of two furnaces. Scope 2 emissions fell to 221,800 tCO2e."
+        "1. Climate change\n\nOur total Scope 1 emissions fell from 412,000 tCO2e in 2022 to 388,500 tCO2e in 2023. "
+        "The main driver was the switch of two furnaces.\nScope 2 emissions fell to 221,800 tCO2e."
     )
     body, quote = app.highlight_passage(passage, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
-    assert quote and "388,500" in quote and body.count("<mark>") == 1
-    assert "The main driver was the switch" in body  # the hard line wrap was joined
+    assert quote == "Our total Scope 1 emissions fell from 412,000 tCO2e in 2022 to 388,500 tCO2e in 2023."
+    assert body.count("<mark>") == 1 and body.startswith("1. Climate change<br><mark>Our total")
+    assert "</mark> The main driver was the switch of two furnaces.<br>Scope 2" in body  # paragraphs kept
     body, quote = app.highlight_passage(passage, ["Board diversity improved"])
     assert quote is None and "<mark>" not in body
+    # A table row holding the figure beats a sentence sharing more of the claim's words but not the figure.
+    table = (
+        "Emissions (tCO2e) 2022 2023\nScope 1 412,000 388,500 Scope 2 265,300 221,800\n"
+        "Emissions intensity (Scope 1 and 2 emissions, tCO2e per tonne) fell in 2023."
+    )
+    body, quote = app.highlight_passage(table, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
+    assert quote == "Scope 1 412,000 388,500 Scope 2 265,300 221,800"
     zh = "2023年，公司范围一温室气体排放为79.2万吨二氧化碳当量。范围二排放下降至10.1万吨。"
     body, quote = app.highlight_passage(zh, ["青禾能源2023年范围一排放为79.2万吨二氧化碳当量"])
     assert quote and "79.2" in quote and "10.1" not in quote
