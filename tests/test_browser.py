@@ -170,6 +170,8 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
             "return Array.from(document.querySelectorAll('.progress-text, .progress-level-inner, .meta-text'))"
             ".map(e => e.textContent.trim()).filter(Boolean);"
         )
+        if not any(pdf.name in t for t in progress_seen) and any(pdf.name in t for t in texts):
+            d.save_screenshot(str(SHOTS / "upload-progress.png"))
         progress_seen.update(texts)
         done = d.execute_script(RESULT_LINES)
         if pdf.name in done:
