@@ -1,0 +1,555 @@
+"""Answer benchmark: the full RAG chain (retrieval + prompt + bundled LLM) on the English ESG QA set.
+
+    python benchmarks/answers.py [--models small,large] [--limit N] [--kb DIR] [--judge large|none] [--md PATH]
+
+Per model: answer correctness against the gold answer (rule + LLM judge, see ``judge_item``), refusal accuracy on
+``answerable: false`` items, answer rate on answerable items, citation accuracy (cited pages vs gold pages), time to
+sources, time to first token (TTFT), generation tokens/s, prompt tokens, peak memory; TTFT with and without the
+llama.cpp prefix cache of the fixed system message. Also calibrates ``min_dense_score`` from the best dense cosine
+of answerable vs unanswerable items (and off-topic questions), which needs no LLM.
+
+Questions are scoped to their document (the QA set asks about "the company"), as a user picks a report in the app.
+Items sharing (doc, question) are merged; their gold pages are unioned. Each model runs in its own process so peak
+memory is per model. The knowledge base is built once with the real ingest pipeline into ``--kb`` and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import load_jsonl, machine, peak_rss_mb, percentile, testdata, today
+from rag.answer import RagChain
+from rag.llm import LLM, ChatMessage, make_llm
+from rag.settings import Settings
+from rag.types import Hit, Scope
+
+log = logging.getLogger("bench.answers")
+ROOT = Path(__file__).resolve().parent.parent
+
+# Questions no ESG report answers: the dense threshold should refuse them without calling the LLM.
+OFF_TOPIC = [
+    "What is the boiling point of water at sea level?",
+    "Who won the 2018 FIFA World Cup?",
+    "Give me a recipe for chocolate chip cookies.",
+    "How do I reverse a linked list in Python?",
+    "What is the capital of Australia?",
+    "Recommend a good science fiction novel.",
+    "长城有多长？",
+    "今天天气怎么样？",
+]
+
+
+@dataclass
+class Item:
+    id: str
+    doc: str
+    question: str
+    gold: str
+    pages: list[int]
+    answerable: bool
+
+
+@dataclass
+class Record:
+    id: str
+    answer: str = ""
+    refused: bool = False
+    reason: str | None = None
+    cited_pages: list[list[int]] = field(default_factory=list)
+    passages: list[str] = field(default_factory=list)
+    sources_s: float = 0.0
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    prompt_tokens: int = 0
+    answer_tokens: int = 0
+    llm_called: bool = False
+
+
+def load_items(path: Path) -> list[Item]:
+    """(doc, question) groups; answerable if any row is; gold pages unioned."""
+    groups: dict[tuple[str, str], Item] = {}
+    for row in load_jsonl(path):
+        key = (row["doc"], row["question"])
+        item = groups.get(key)
+        if item is None:
+            item = groups[key] = Item(
+                row.get("qid") or row["id"], row["doc"], row["question"], row["answer"], [], False
+            )
+        if row.get("page") is not None:
+            item.pages = sorted(set(item.pages) | {int(row["page"])})
+        item.answerable = item.answerable or bool(row.get("answerable", True))
+    return list(groups.values())
+
+
+def subset(items: list[Item], limit: int | None) -> list[Item]:
+    """A balanced subset: ``limit // 2`` unanswerable items and the rest answerable, each taken round-robin over the
+    documents (in file order), so every report and both kinds of question are represented."""
+    if not limit or limit >= len(items):
+        return items
+
+    def round_robin(pool: list[Item], n: int) -> list[Item]:
+        by_doc: dict[str, list[Item]] = {}
+        for i in pool:
+            by_doc.setdefault(i.doc, []).append(i)
+        picked: list[Item] = []
+        while len(picked) < n and any(by_doc.values()):
+            for doc in sorted(by_doc):
+                if by_doc[doc] and len(picked) < n:
+                    picked.append(by_doc[doc].pop(0))
+        return picked
+
+    unanswerable = round_robin([i for i in items if not i.answerable], limit // 2)
+    return round_robin([i for i in items if i.answerable], limit - len(unanswerable)) + unanswerable
+
+
+def pages_of(hit: Hit) -> list[int]:
+    s = hit.chunk.source
+    return list(range(s.page, (s.last_page or s.page) + 1)) if s.page else []
+
+
+# --- knowledge base ------------------------------------------------------------------------------------------------
+
+
+def open_assistant(kb_dir: Path, pdfs: Sequence[Path], settings: Settings):
+    """The Assistant over ``kb_dir``, ingesting whichever of ``pdfs`` it lacks (unchanged files are no-ops)."""
+    from rag.assistant import Assistant
+
+    assistant = Assistant(settings.replace(kb_dir=kb_dir))
+    have = {d.name for d in assistant.documents()}
+    todo = [p for p in pdfs if p.name not in have]
+    if todo:
+        start = time.perf_counter()
+        for result in assistant.ingest(todo):
+            if not result.ok:
+                raise SystemExit(f"ingest failed: {result.message}")
+        print(f"ingested {len(todo)} PDFs in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return assistant
+
+
+# --- measuring proxy -----------------------------------------------------------------------------------------------
+
+
+class MeasuredLLM:
+    """Wraps an LLM: records prompt tokens, answer tokens and the time of the first piece of each call."""
+
+    def __init__(self, llm: LLM) -> None:
+        self.llm = llm
+        self.name = llm.name
+        self.n_ctx = llm.n_ctx
+        self.calls: list[dict] = []
+
+    def count_tokens(self, text: str) -> int:
+        return self.llm.count_tokens(text)
+
+    def stream(self, messages: Sequence[ChatMessage], max_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
+        prompt_tokens = (
+            len(self.llm.prompt_tokens(messages)) if hasattr(self.llm, "prompt_tokens") else 0  # type: ignore[attr-defined]
+        )
+        call = {"prompt_tokens": prompt_tokens, "start": time.perf_counter(), "first": None, "text": ""}
+        self.calls.append(call)
+        for piece in self.llm.stream(messages, max_tokens, stop):
+            if call["first"] is None:
+                call["first"] = time.perf_counter()
+            call["text"] += piece
+            yield piece
+        call["end"] = time.perf_counter()
+
+
+def first_token(chain: RagChain, question: str, scope: Scope, history=()) -> Record:
+    """Time to sources and to the first token, then stop the stream (closing it frees the model)."""
+    start = time.perf_counter()
+    rec = Record(id="")
+    events = chain.stream(question, history, scope)
+    for event in events:
+        if event.kind == "sources":
+            rec.sources_s = time.perf_counter() - start
+        elif event.kind == "token":
+            rec.ttft_s = time.perf_counter() - start
+            break
+    events.close()
+    return rec
+
+
+def ask_timed(chain: RagChain, llm: MeasuredLLM, question: str, scope: Scope, history=()) -> Record:
+    start = time.perf_counter()
+    llm.calls.clear()
+    rec = Record(id="")
+    answer = None
+    for event in chain.stream(question, history, scope):
+        now = time.perf_counter() - start
+        if event.kind == "sources":
+            rec.sources_s = now
+        elif event.kind == "token" and rec.ttft_s is None:
+            rec.ttft_s = now
+        elif event.kind == "done":
+            answer = event.answer
+    rec.total_s = time.perf_counter() - start
+    assert answer is not None
+    answer_call = llm.calls[-1] if llm.calls else None
+    rec.llm_called = answer_call is not None
+    if answer_call is not None:
+        rec.prompt_tokens = answer_call["prompt_tokens"]
+        rec.answer_tokens = llm.count_tokens(answer_call["text"])
+        rec.ttft_s = answer_call["first"] - start if answer_call["first"] else None
+    rec.answer, rec.refused, rec.reason = answer.text, answer.refused, answer.reason
+    rec.cited_pages = [pages_of(c.hit) for c in answer.citations]
+    rec.passages = [c.hit.chunk.text for c in answer.citations] or [h.chunk.text for h in answer.hits]
+    return rec
+
+
+# --- worker: one model, one process -------------------------------------------------------------------------------
+
+
+def run_worker(args) -> None:
+    items = [Item(**d) for d in json.loads(args.items.read_text())]
+    settings = Settings.from_env(llm=args.worker, threads=args.threads)
+    pdfs = sorted((testdata() / "esg_pdfs").glob("*.pdf"))
+    assistant = open_assistant(args.kb, pdfs, settings)
+    llm = MeasuredLLM(make_llm(settings))
+    t = time.perf_counter()
+    llm.llm.load()  # type: ignore[attr-defined]
+    load_s = time.perf_counter() - t
+    retriever = assistant.retriever()
+    chain = RagChain(retriever, llm, settings)
+    first_token(chain, "What is this report about?", Scope(docs=(items[0].doc,)))  # warm up, cache the system message
+    records = []
+    for n, item in enumerate(items, 1):
+        rec = ask_timed(chain, llm, item.question, Scope(docs=(item.doc,)))
+        rec.id = item.id
+        records.append(rec)
+        print(
+            f"[{args.worker} {n}/{len(items)}] {'REFUSED' if rec.refused else 'answer '} ttft={rec.ttft_s or 0:.1f}s "
+            f"total={rec.total_s:.1f}s | {item.question[:60]} -> {rec.answer[:100]!r}",
+            file=sys.stderr,
+            flush=True,
+        )
+    # Prefix cache: the same questions with the KV cache emptied first, so the system message is read again. In the
+    # loop above every question followed another one, so only the system message was cached. Stop at the first token.
+    cold, warm = [], []
+    for item, rec in [(i, r) for i, r in zip(items, records, strict=True) if i.answerable and r.llm_called][
+        : args.cache_probe
+    ]:
+        llm.llm.reset_cache()  # type: ignore[attr-defined]
+        c = first_token(chain, item.question, Scope(docs=(item.doc,)))
+        if c.ttft_s and rec.ttft_s:
+            cold.append(c.ttft_s)
+            warm.append(rec.ttft_s)
+    # Follow-ups: rewriting costs an LLM call before retrieval.
+    follow = []
+    for item, rec in [(i, r) for i, r in zip(items, records, strict=True) if i.answerable and not r.refused][:2]:
+        f = first_token(
+            chain, "And what are its targets for 2030?", Scope(docs=(item.doc,)), [(item.question, rec.answer)]
+        )
+        follow.append({"question": item.question, "sources_s": f.sources_s, "ttft_s": f.ttft_s})
+    out = {
+        "model": args.worker,
+        "llm": llm.name,
+        "load_s": round(load_s, 2),
+        "records": [asdict(r) for r in records],
+        "cache": {"cold_ttft": cold, "warm_ttft": warm},
+        "follow_ups": follow,
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
+    args.out.write_text(json.dumps(out, ensure_ascii=False, indent=1))
+
+
+# --- calibration (no LLM) ------------------------------------------------------------------------------------------
+
+
+def calibrate(items: list[Item], retriever) -> dict:
+    """Best dense cosine per item (scoped to its document) and per off-topic question (unscoped)."""
+    ans, unans = [], []
+    for item in items:
+        best = retriever.retrieve(item.question, Scope(docs=(item.doc,))).best_dense or 0.0
+        (ans if item.answerable else unans).append(best)
+    off = [retriever.retrieve(q, Scope()).best_dense or 0.0 for q in OFF_TOPIC]
+    candidates = sorted({round(x, 3) for x in ans + unans + off} | {0.8})
+    table = []
+    for t in candidates:
+        table.append(
+            {
+                "threshold": t,
+                "answerable_kept": sum(x >= t for x in ans) / len(ans),
+                "unanswerable_refused": sum(x < t for x in unans) / len(unans) if unans else None,
+                "off_topic_refused": sum(x < t for x in off) / len(off),
+            }
+        )
+    # Highest threshold that keeps every answerable item (minus a small margin for unseen questions).
+    keep_all = round(min(ans) - 0.01, 3)
+    return {
+        "answerable": sorted(ans),
+        "unanswerable": sorted(unans),
+        "off_topic": sorted(off),
+        "recommended": keep_all,
+        "table": table,
+    }
+
+
+# --- judging -------------------------------------------------------------------------------------------------------
+
+JUDGE_SYSTEM = (
+    "You grade answers to questions about company reports. Compare the candidate answer with the reference answer. "
+    "Reply with one word: correct (same main point and facts), partial (some of it), or wrong (different, missing "
+    "or contradicting)."
+)
+_YES = re.compile(r"^\W*(?:\[\[)?yes\b", re.I)
+_NO = re.compile(r"^\W*(?:\[\[)?no\b", re.I)
+_NOT_AVAILABLE = re.compile(r"not available|does not (?:define|report|mention|indicate)|cannot confirm", re.I)
+
+
+def gold_polarity(gold: str) -> str | None:
+    if _YES.search(gold):
+        return "yes"
+    if _NO.search(gold):
+        return "no"
+    return None
+
+
+def judge_item(item: Item, rec: Record, judge: LLM | None) -> tuple[float, str]:
+    """Correctness in [0, 1] and how it was decided.
+
+    Rules first: a refusal is correct only when the gold answer is "no / not available"; an answer that opens with
+    the opposite yes/no of the gold is wrong. Otherwise the judge LLM grades meaning (1 / 0.5 / 0); without a judge,
+    the share of the gold answer's numbers and content words found in the answer.
+    """
+    pol = gold_polarity(item.gold)
+    gold_negative = pol == "no" or bool(_NOT_AVAILABLE.search(item.gold)) or not item.answerable
+    if rec.refused:
+        return (1.0 if gold_negative else 0.0), "rule:refusal"
+    if not item.answerable:
+        return 0.0, "rule:answered-unanswerable"
+    ans_pol = gold_polarity(rec.answer)
+    if pol and ans_pol and pol != ans_pol:
+        return 0.0, "rule:polarity"
+    if judge is None:
+        return lexical_overlap(item.gold, rec.answer), "lexical"
+    reference = re.sub(r"^\W*\[\[\w+\]\]\s*", "", item.gold)[:1500]
+    candidate = re.sub(r"\[\d+\]", "", rec.answer)[:1500]
+    user = (
+        f"Question: {item.question}\n\nReference answer: {reference}\n\n"
+        f"Candidate answer: {candidate}\n\nGrade (correct, partial or wrong):"
+    )
+    reply = "".join(judge.stream([ChatMessage("system", JUDGE_SYSTEM), ChatMessage("user", user)], 3)).lower()
+    reply = re.sub(r"^\W+", "", reply)
+    if reply.startswith("correct"):
+        return 1.0, "llm"
+    if reply.startswith("partial"):
+        return 0.5, "llm"
+    if reply.startswith(("wrong", "incorrect")):
+        return 0.0, "llm"
+    return lexical_overlap(item.gold, rec.answer), f"lexical (judge said {reply!r})"
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = set("the a an of and or to in for on by with is are was were be its it that this as at from has have".split())
+
+
+def lexical_overlap(gold: str, answer: str) -> float:
+    words = {w for w in _WORD.findall(gold.lower()) if w not in _STOP and w not in {"yes", "no"}}
+    got = set(_WORD.findall(answer.lower()))
+    return round(len(words & got) / len(words), 3) if words else 0.0
+
+
+def score(items: list[Item], rows: list[dict], judge: LLM | None) -> tuple[dict, list[dict]]:
+    by_id = {r["id"]: Record(**r) for r in rows}
+    details = []
+    for item in items:
+        rec = by_id[item.id]
+        correct, how = judge_item(item, rec, judge)
+        cited = [p for pages in rec.cited_pages for p in pages]
+        details.append(
+            {
+                "id": item.id,
+                "answerable": item.answerable,
+                "refused": rec.refused,
+                "correct": correct,
+                "how": how,
+                "citation_hit": (any(p in item.pages for p in cited) if cited and item.pages else None),
+                "citation_precision": (
+                    sum(any(p in item.pages for p in pages) for pages in rec.cited_pages) / len(rec.cited_pages)
+                    if rec.cited_pages and item.pages
+                    else None
+                ),
+                "cited": bool(rec.cited_pages),
+            }
+        )
+    ans = [d for d in details if d["answerable"]]
+    unans = [d for d in details if not d["answerable"]]
+    answered = [d for d in ans if not d["refused"]]
+    cite_hits = [d["citation_hit"] for d in answered if d["citation_hit"] is not None]
+    cite_prec = [d["citation_precision"] for d in answered if d["citation_precision"] is not None]
+    llm_rows = [r for r in rows if r["llm_called"]]
+    gen = [
+        (r["answer_tokens"] - 1) / (r["total_s"] - r["ttft_s"])
+        for r in llm_rows
+        if r["ttft_s"] and r["answer_tokens"] > 1 and r["total_s"] > r["ttft_s"]
+    ]
+    m = {
+        "items": len(details),
+        "answerable": len(ans),
+        "unanswerable": len(unans),
+        "correctness": round(sum(d["correct"] for d in details) / len(details), 3),
+        "correctness_answerable": round(sum(d["correct"] for d in ans) / len(ans), 3) if ans else None,
+        "refusal_accuracy": round(sum(d["refused"] for d in unans) / len(unans), 3) if unans else None,
+        "answer_rate": round(len(answered) / len(ans), 3) if ans else None,
+        "answered_with_citation": round(sum(d["cited"] for d in answered) / len(answered), 3) if answered else None,
+        "citation_accuracy": round(sum(cite_hits) / len(cite_hits), 3) if cite_hits else None,
+        "citation_precision": round(sum(cite_prec) / len(cite_prec), 3) if cite_prec else None,
+        "sources_p50_s": round(percentile([r["sources_s"] for r in rows], 50), 2),
+        "sources_p95_s": round(percentile([r["sources_s"] for r in rows], 95), 2),
+        "ttft_p50_s": round(percentile([r["ttft_s"] for r in llm_rows], 50), 2) if llm_rows else None,
+        "ttft_p95_s": round(percentile([r["ttft_s"] for r in llm_rows], 95), 2) if llm_rows else None,
+        "total_p50_s": round(percentile([r["total_s"] for r in llm_rows], 50), 2) if llm_rows else None,
+        "gen_tokens_per_s": round(sum(gen) / len(gen), 1) if gen else None,
+        "prompt_tokens_mean": round(sum(r["prompt_tokens"] for r in llm_rows) / len(llm_rows)) if llm_rows else None,
+        "refused_without_llm": sum(not r["llm_called"] for r in rows),
+    }
+    return m, details
+
+
+# --- driver --------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qa", type=Path, default=testdata() / "qa" / "esg_qa_en.jsonl")
+    ap.add_argument("--models", default="small,large")
+    ap.add_argument("--limit", type=int, default=None, help="stratified subset: all unanswerable + answerable")
+    ap.add_argument("--kb", type=Path, default=Settings().model_cache / "bench-kb-esg")
+    ap.add_argument("--judge", default="large", help="'large', 'small', a .gguf path, or 'none' (lexical rule)")
+    ap.add_argument("--threads", type=int, default=Settings().threads)
+    ap.add_argument("--cache-probe", type=int, default=4, help="questions for the prefix-cache TTFT comparison")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--md", type=Path, default=None, help="write the markdown section here")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--items", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.worker:
+        run_worker(args)
+        return
+
+    items = subset(load_items(args.qa), args.limit)
+    settings = Settings.from_env(threads=args.threads)
+    pdfs = sorted((testdata() / "esg_pdfs").glob("*.pdf"))
+    assistant = open_assistant(args.kb, pdfs, settings)
+    calib = calibrate(load_items(args.qa), assistant.retriever())
+    print(f"calibration: recommended min_dense_score {calib['recommended']}", file=sys.stderr)
+    out: dict = {
+        "date": today(),
+        "machine": machine(),
+        "command": " ".join(["python", *sys.argv]),
+        "settings": {
+            k: getattr(settings, k)
+            for k in ("top_k", "llm_ctx", "max_answer_tokens", "max_prompt_tokens", "min_dense_score", "chunk_tokens")
+        },
+        "items": len(items),
+        "calibration": calib,
+        "models": {},
+    }
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        items_path = Path(tmp) / "items.json"
+        items_path.write_text(json.dumps([asdict(i) for i in items]))
+        for model in args.models.split(","):
+            res_path = Path(tmp) / f"{model}.json"
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                model,
+                "--items",
+                str(items_path),
+                "--out",
+                str(res_path),
+                "--kb",
+                str(args.kb),
+                "--threads",
+                str(args.threads),
+                "--cache-probe",
+                str(args.cache_probe),
+            ]
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            runs[model] = json.loads(res_path.read_text())
+            runs[model]["wall_s"] = round(time.perf_counter() - t)
+    judge = None if args.judge == "none" else make_llm(settings.replace(llm=args.judge))
+    for model, run in runs.items():
+        metrics, details = score(items, run["records"], judge)
+        cache = run["cache"]
+        metrics.update(
+            {
+                "load_s": run["load_s"],
+                "peak_rss_mb": run["peak_rss_mb"],
+                "wall_s": run["wall_s"],
+                "ttft_cold_p50_s": round(percentile(cache["cold_ttft"], 50), 2) if cache["cold_ttft"] else None,
+                "ttft_warm_p50_s": round(percentile(cache["warm_ttft"], 50), 2) if cache["warm_ttft"] else None,
+                "follow_up_sources_p50_s": round(percentile([f["sources_s"] for f in run["follow_ups"]], 50), 2),
+            }
+        )
+        out["models"][model] = {
+            "llm": run["llm"],
+            "metrics": metrics,
+            "details": details,
+            "records": run["records"],
+            "cache": cache,
+            "follow_ups": run["follow_ups"],
+        }
+    out["judge"] = getattr(judge, "name", "lexical rule")
+    text = json.dumps(out, ensure_ascii=False, indent=1)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    print(summary_table(out))
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(summary_table(out))
+
+
+def summary_table(out: dict) -> str:
+    keys = [
+        ("correctness", "correctness (all items)"),
+        ("correctness_answerable", "correctness (answerable)"),
+        ("refusal_accuracy", "refusal accuracy (unanswerable)"),
+        ("answer_rate", "answer rate (answerable)"),
+        ("citation_accuracy", "citation accuracy (answer cites a gold page)"),
+        ("citation_precision", "citation precision (cited passages on a gold page)"),
+        ("answered_with_citation", "answers with ≥1 citation"),
+        ("sources_p50_s", "time to sources p50 (s)"),
+        ("sources_p95_s", "time to sources p95 (s)"),
+        ("ttft_p50_s", "TTFT p50 (s)"),
+        ("ttft_p95_s", "TTFT p95 (s)"),
+        ("ttft_warm_p50_s", "TTFT p50, system prefix cached (s)"),
+        ("ttft_cold_p50_s", "TTFT p50, cache emptied (s)"),
+        ("gen_tokens_per_s", "generation tokens/s"),
+        ("prompt_tokens_mean", "prompt tokens (mean)"),
+        ("total_p50_s", "answer time p50 (s)"),
+        ("follow_up_sources_p50_s", "time to sources with follow-up rewrite p50 (s)"),
+        ("refused_without_llm", "refused without LLM call (QA items)"),
+        ("load_s", "model load (s)"),
+        ("peak_rss_mb", "peak RSS (MB)"),
+        ("wall_s", "benchmark wall time (s)"),
+    ]
+    models = list(out["models"])
+    lines = ["| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for key, label in keys:
+        vals = [out["models"][m]["metrics"].get(key) for m in models]
+        lines.append(f"| {label} | " + " | ".join("–" if v is None else str(v) for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
