@@ -55,7 +55,7 @@ KB_PDFS = (
 log = logging.getLogger("bench")
 
 
-def load_set(use_qa: bool, mmesg: int) -> tuple[list[dict], list[dict]]:
+def load_set(use_qa: bool, mmesg: int, offset: int = 0) -> tuple[list[dict], list[dict]]:
     rows = [dict(r, source="routing.jsonl") for r in load_jsonl(LABELLED)]
     stress: list[dict] = []
     if use_qa:
@@ -70,7 +70,8 @@ def load_set(use_qa: bool, mmesg: int) -> tuple[list[dict], list[dict]]:
         items = json.loads((testdata() / "qa" / "raw" / "MMESGBench_samples.json").read_text(encoding="utf-8"))
         questions = sorted({i["question"].strip() for i in items})
         random.Random(0).shuffle(questions)
-        stress = [{"text": q, "label": "rag", "lang": "en", "source": "MMESGBench"} for q in questions[:mmesg]]
+        picked = questions[offset : offset + mmesg]
+        stress = [{"text": q, "label": "rag", "lang": "en", "source": "MMESGBench"} for q in picked]
     return rows, stress
 
 
@@ -220,12 +221,13 @@ def main() -> None:
     ap.add_argument("--kb", action="store_true", help="measure the safety-net score on a KB built from test PDFs")
     ap.add_argument("--kb-pages", action="store_true", help="with --kb: page windows instead of the real pipeline")
     ap.add_argument("--mmesg", type=int, default=0, help="add N MMESGBench questions as a RAG-only stress set")
+    ap.add_argument("--mmesg-offset", type=int, default=0, help="skip this many (shuffled) MMESGBench questions")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--errors", action="store_true", help="list every misrouted message")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    rows, stress = load_set(not args.no_qa, args.mmesg)
+    rows, stress = load_set(not args.no_qa, args.mmesg, args.mmesg_offset)
     settings = Settings.from_env()
     embedder = E5Embedder(threads=args.threads)
     router = Router(embedder, settings=settings)
@@ -290,10 +292,11 @@ def main() -> None:
         sroutes = [router.classify(r["text"]) for r in stress]
         away = [(r, p) for r, p in zip(stress, sroutes, strict=True) if p.label != "rag"]
         print(
-            f"\nstress set (MMESGBench, all knowledge questions): {len(stress)}; routed away from RAG: "
+            f"\nstress set (MMESGBench questions {args.mmesg_offset}-{args.mmesg_offset + len(stress)}, all knowledge "
+            f"questions): {len(stress)}; routed away from RAG: "
             f"{len(away) / len(stress):.1%}"
         )
-        for r, p in away[:10]:
+        for r, p in away if args.errors else away[:10]:
             print(f"  -> {p.label:<12} [{p.reason} {p.score:.3f}] {r['text'][:100]!r}")
 
     features = [router.features(text) for text in texts] if (args.calibrate or args.kb) else []
@@ -339,13 +342,13 @@ def main() -> None:
             t = dataclasses.replace(router.thresholds, kb_strong=round(float(v), 3))
             mm = evaluate(gold, predict(features, t, kb))
             print(f"  kb_strong={v:.2f}: accuracy {mm['accuracy']:.3f}, rag away {mm['rag_away']:.1%}")
-        # What the safety net does with a deliberately weak classifier: everything not ruled is chit-chat by kNN.
+        # The net with a deliberately weak classifier: every message without ESG vocabulary leaves RAG by kNN.
         weak = dataclasses.replace(router.thresholds, away_margin=-1.0, kb_strong=recommended)
         mw = evaluate(gold, predict(features, weak))
         mk = evaluate(gold, predict(features, weak, kb))
         print(
-            f"  stress (away_margin=-1, most messages leave RAG): rag away {mw['rag_away']:.1%} without the net, "
-            f"{mk['rag_away']:.1%} with it"
+            f"  weak classifier (away_margin=-1): knowledge questions leave RAG {mw['rag_away']:.1%} without the net, "
+            f"{mk['rag_away']:.1%} with it at kb_strong={recommended:.2f}"
         )
 
 

@@ -6,9 +6,10 @@ How a message is classified (no LLM; one query embedding at most):
    a leading greeting before a real question ("hi, what were Costco's emissions?") is stripped and the rest is
    classified; a request to write code is out of scope.
 2. The message is embedded once and compared with every FAQ question variant. A close match (cosine ≥
-   ``faq_min`` and ahead of the nearest knowledge-question example by ``faq_margin``) returns the stored answer —
-   unless the message is a follow-up ("and what about scope 3?") or names a company, year or quantity, which only
-   the documents can answer.
+   ``faq_min`` and ahead of the nearest example of any other label by ``faq_margin``) returns the stored answer —
+   unless the message is a follow-up ("and what about scope 3?") or names a company, year or quantity the entry
+   doesn't mention, which only the documents can answer. Other tasks (translate, book, play, arithmetic) are out
+   of scope.
 3. Otherwise nearest neighbours over labelled examples (``assets/intents.jsonl`` plus the FAQ variants) decide
    between ``rag``, ``chitchat`` and ``out_of_scope``. Leaving RAG needs a margin, and a message with ESG / finance
    vocabulary in question form never leaves it: a knowledge question sent to chit-chat is the costly mistake.
@@ -230,13 +231,24 @@ _VOCAB_ZH = re.compile(
 )
 # Markers of a question about particular documents: years, fiscal periods, "the company", quantities asked for.
 _SPECIFIC_EN = re.compile(
-    r"\b(?:19|20)\d{2}\b|\bfy ?\d{2,4}\b|\b[qh][1-4]\b|\b(?:the|this|that|their|its|our|your) "
-    r"(?:company|company's|firm|group|report|filing|plan|organi[sz]ation)\b|\bcompany's\b|"
-    r"\bhow (?:much|many)\b|\bwhat (?:percentage|percent|share|proportion|amount|was|were)\b|\bdid\b",
+    r"\b(?:19|20)\d{2}\b|\bfy ?\d{2,4}\b|\b[qh][1-4]\b|\bcompany's\b|\b(?:the|this|that|their|its|our|your) "
+    r"(?:company|company's|firm|group|report|filing|plan|organi[sz]ation)\b|\bwhat year\b|\bwhen (?:was|did)\b|"
+    # quantities and details asked for
+    r"\bhow (?:much|many|far|long|often)\b|\bwhat (?:percentage|percent|share|proportion|amount|was|were)\b|"
+    r"\bdid\b|\btotal\b|\bnumber of\b|\bminimum\b|\bmaximum\b|\bthreshold\b|"
+    r"\bwhich (?:country|countries|company|companies|region|regions|sector|sectors|year)\b|"
+    r"\b\d+(?:\.\d+)? ?(?:%|percent|tons?|tonnes?|mt|kt|gw|mw|mwh|gwh|twh|million|billion)(?!\w)",
+)
+# A reference to a document or an answer format: a question about the documents even without ESG vocabulary.
+_DOCREF = re.compile(
+    r"\baccording to\b|\bmentioned\b|\bstated\b|\b(?:list|float|integer|string) format\b|"
+    r"\b(?:the|this|that) (?:document|text|figure|table|chart|study|survey|video|briefing|recording|pdf)\b|"
+    r"\bin the (?:report|documents?|pdf|file|video)\b|"
+    r"根据|文中|(?:文件|报告|文档|视频)(?:中|里)|提到|所述|第.{1,3}页",
 )
 _SPECIFIC_ZH = re.compile(
     r"\d{4} ?年|(?:该|这家|这个|这份|此|其)(?:公司|企业|集团|报告|文件)|公司的|年报|财报|多少|几(?:个|家|项|年|次)|"
-    r"比例|百分比|占比",
+    r"比例|百分比|占比|总(?:量|额|计|数)|最(?:高|低|大|小|多|少)|哪(?:个|些)?(?:国家|地区|行业|公司|年)",
 )
 _ZH_ENTITY = re.compile(r"公司|企业|集团")
 # A leading Chinese name before a possessive or verb: 腾讯如何…, 阿里巴巴的…, 三星2023年…
@@ -244,7 +256,8 @@ _ZH_LEAD = re.compile(
     r"^(?:请问|请|那么|那|关于)?([\u4e00-\u9fff]{2,6}?)(?=的|如何|怎么|怎样|是否|有没有|有哪些|有什么|在|对|将|和|与|今年|去年|\d|[A-Za-z])"
 )
 _ZH_NOT_NAMES = re.compile(
-    r"^(?:什么|怎么|怎样|如何|为什么|为何|哪|我|你|您|他|她|它|这|那|此|该|其|可以|能|会|是|有|中国|全球|国际|目前|现在)"
+    r"^(?:什么|怎么|怎样|如何|为什么|为何|哪|我|你|您|他|她|它|这|那|此|该|其|可以|能|会|是|有|中国|全球|国际|目前|现在|"
+    r"解释|介绍|说明|告诉|讲|谈|说|问|列|总结|概括|比较|分析|描述|简述|根据|关于|帮)"
 )
 _POSSESSIVE = re.compile(r"\b([a-z][\w&.-]*)['’]s\b")
 _PROPER = re.compile(r"(?<![A-Za-z0-9'’])([A-Z][A-Za-z0-9&-]*[A-Za-z0-9])(?![A-Za-z0-9])")
@@ -260,7 +273,7 @@ _COMMON_NAMES = frozenset(
 
 def _markers(raw: str, clean: str) -> tuple[str, ...]:
     """What makes a message about particular documents (lower case): years, "the company", quantities, names."""
-    names = [m.group(0) for m in _SPECIFIC_EN.finditer(clean)] + [m.group(0) for m in _SPECIFIC_ZH.finditer(clean)]
+    names = [m.group(0) for pattern in (_SPECIFIC_EN, _SPECIFIC_ZH, _DOCREF) for m in pattern.finditer(clean)]
     names += [m.group(1) for m in _POSSESSIVE.finditer(clean) if m.group(1) not in _COMMON_NAMES]
     # A capitalised word that isn't the first word of a sentence and isn't common vocabulary is a name.
     for match in _PROPER.finditer(raw):
@@ -323,7 +336,7 @@ def text_signals(message: str) -> TextSignals:
         task=bool(_TASK.search(clean)),
         followup=bool(_FOLLOWUP.search(clean)),
         markers=markers,
-        knowledge=vocab and (question or bool(markers)),
+        knowledge=(vocab and (question or bool(markers))) or bool(_DOCREF.search(clean)),
     )
 
 
@@ -447,6 +460,7 @@ class _VectorCache:
         """Store the vectors of the current bank (not every text ever seen, so edits don't grow the file)."""
         if not self.file:
             return
+        tmp = None
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             keys = list(dict.fromkeys(texts))
@@ -454,8 +468,12 @@ class _VectorCache:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, keys=np.array(keys, dtype=str), vecs=np.vstack([self.memory[k] for k in keys]))
             os.replace(tmp, self.file)
+            tmp = None
         except OSError as exc:  # a read-only cache only costs start-up time
             log.warning("cannot write routing vector cache %s: %s", self.file, exc)
+        finally:
+            if tmp:
+                Path(tmp).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
