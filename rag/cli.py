@@ -138,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "llm", None):
             overrides["llm"] = args.llm
         settings = Settings.from_env(**overrides)
+        if "kb_dir" not in overrides:
+            from rag.storage import resolve_storage
+
+            # The same knowledge base as the app: persistent /data on a Space or when ESG_DATA_DIR is set.
+            settings, _ = resolve_storage(settings)
         return _run(args, settings)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)
