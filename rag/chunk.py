@@ -131,32 +131,52 @@ def split_to_fit(text: str, limit: int, count: TokenCounter, first_limit: int | 
     """Cut ``text`` into pieces of at most ``limit`` tokens (the first piece: ``first_limit``, when it must share
     a chunk with a heading): at sentence ends, then clause marks, then words or (CJK) characters. Pieces are
     packed greedily, so a cut falls at the last boundary that fits."""
+    return [p for p, _ in _split_counted(text, limit, count, count(""), first_limit)]
+
+
+def _split_counted(
+    text: str, limit: int, count: TokenCounter, overhead: int, first_limit: int | None = None, tokens: int | None = None
+) -> list[tuple[str, int]]:
+    """``split_to_fit`` with each piece's token count. Every piece of text is counted once; merged pieces are
+    summed (see ``_joined``), which is exact or an over-count for the e5 tokenizer and the estimate."""
     first = limit if first_limit is None else min(first_limit, limit)
-    if count(text) <= first:
-        return [text]
-    return _pack(_atoms(text, first, count), first, limit, count)
+    tokens = count(text) if tokens is None else tokens
+    if tokens <= first:
+        return [(text, tokens)]
+    return _pack(_atoms(text, first, count, tokens), first, limit, overhead)
 
 
-def _atoms(text: str, limit: int, count: TokenCounter) -> list[str]:
+def _joined(left: str, left_tokens: int, right: str, right_tokens: int, overhead: int) -> int:
+    """Tokens of two pieces joined into one text, from their separate counts.
+
+    Measured with the e5 tokenizer: a join at a space or line break costs exactly one token more than the two
+    counts minus one prefix (``count("")`` includes a lone "▁" that a non-empty text absorbs); a join inside CJK
+    text (no space) costs 0 to 2, so it is charged 2.
+    """
+    cjk_join = bool(left) and _join(left, right) == left + right
+    return left_tokens + right_tokens - overhead + (2 if cjk_join else 1)
+
+
+def _atoms(text: str, limit: int, count: TokenCounter, tokens: int) -> list[tuple[str, int]]:
     """The smallest natural pieces that fit: sentences, else clauses, else words/characters."""
-    if count(text) <= limit:
-        return [text]
+    if tokens <= limit:
+        return [(text, tokens)]
     for splitter in (split_sentences, split_clauses):
         parts = splitter(text)
         if len(parts) > 1:
-            return [a for part in parts for a in _atoms(part, limit, count)]
-    return _hard_split(text, limit, count)
+            return [a for part in parts for a in _atoms(part, limit, count, count(part))]
+    return [(p, count(p)) for p in _hard_split(text, limit, count)]
 
 
-def _pack(parts: list[str], first: int, limit: int, count: TokenCounter) -> list[str]:
-    out: list[str] = []
-    for part in parts:
+def _pack(parts: list[tuple[str, int]], first: int, limit: int, overhead: int) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for part, tokens in parts:
         if out:
-            merged = _join(out[-1], part)
-            if count(merged) <= (first if len(out) == 1 else limit):
-                out[-1] = merged
+            merged = _joined(out[-1][0], out[-1][1], part, tokens, overhead)
+            if merged <= (first if len(out) == 1 else limit):
+                out[-1] = (_join(out[-1][0], part), merged)
                 continue
-        out.append(part)
+        out.append((part, tokens))
     return out
 
 
@@ -329,25 +349,35 @@ def key_line(
         parts = [lead, head, sentence, ", ".join(terms[:n_terms]), ", ".join(figs[:n_figs])]
         return " | ".join(p for p in parts if p)
 
-    def fit(head: str, n_terms: int, n_figs: int) -> tuple[int, str]:
+    # Plan with the fast estimate, scaled to the given counter by one real count of the longest line; then
+    # check the result with the real counter (a real tokenizer is ~50x slower than the estimate).
+    budget = float(max_tokens)
+    if count_tokens is not None:
+        longest = build(heading.strip(), len(words), len(terms), len(figs))
+        budget = max_tokens * approx_tokens(longest) / max(1, count(longest))
+
+    def fit(head: str, n_terms: int, n_figs: int) -> int:
         lo, hi = 0, len(words)
         while lo < hi:  # the longest start of the first sentence that fits
             mid = (lo + hi + 1) // 2
-            if count(build(head, mid, n_terms, n_figs)) <= max_tokens:
+            if approx_tokens(build(head, mid, n_terms, n_figs)) <= budget:
                 lo = mid
             else:
                 hi = mid - 1
-        return lo, build(head, lo, n_terms, n_figs)
+        return lo
 
     # Give up extras, most expendable first, until the first sentence keeps a useful length.
     want = min(len(words), 24 if zh else 12)
     attempts = [(10, 3, 4), (10, 2, 3), (6, 1, 3), (6, 0, 2), (4, 0, 1), (3, 0, 0)]
-    line = ""
     for n_head, n_terms, n_figs in attempts:
         head = _shorten(heading.strip(), n_head * (2 if zh else 1), zh)
-        n, line = fit(head, n_terms, n_figs)
-        if n >= want and count(line) <= max_tokens:
+        n = fit(head, n_terms, n_figs)
+        if n >= want:
             break
+    line = build(head, n, n_terms, n_figs)
+    while n > 0 and count(line) > max_tokens:  # the estimate was optimistic for this text
+        n = max(0, n - max(1, n // 6))
+        line = build(head, n, n_terms, n_figs)
     if count(line) > max_tokens:  # pathological inputs (very long unbroken tokens): cut the line itself
         line = line[: _longest_prefix(line, max_tokens, count)]
     return line
@@ -463,9 +493,9 @@ def chunk_pages(
             if not u.heading or u.page < page - 1:
                 break
             heads += u.tokens - overhead + 1  # +1 per join, as in _group
-        pieces = split_to_fit(text, budget, count, first_limit=max(budget - heads, budget // 2))
-        for k, piece in enumerate(pieces):
-            units.append(_Unit(page, piece, count(piece), continues=k > 0 or carry_on, para_end=k == len(pieces) - 1))
+        pieces = _split_counted(text, budget, count, overhead, first_limit=max(budget - heads, budget // 2))
+        for k, (piece, tokens) in enumerate(pieces):
+            units.append(_Unit(page, piece, tokens, continues=k > 0 or carry_on, para_end=k == len(pieces) - 1))
 
     groups = _group(units, budget, overhead, count)
     chunks: list[Chunk] = []
@@ -477,7 +507,7 @@ def chunk_pages(
         for u in group:
             if u.heading:
                 heading = u.text
-        for part in _enforce_limit(group, budget, count):
+        for part in _enforce_limit(group, budget, count, overhead):
             text = _render(part)
             if not text:
                 continue
@@ -510,10 +540,10 @@ def _group(units: list[_Unit], budget: int, overhead: int, count: TokenCounter) 
     """Greedy merge in reading order.
 
     A new chunk starts when the next piece would exceed the budget, would make the chunk span a third page, or
-    at a heading once the current chunk is a quarter full; at a page break once it is half full and its last
-    paragraph has ended. A piece that doesn't fit into a chunk less than 60% full gives it its first sentences
-    (no tiny chunks); the rest of the paragraph opens the next chunk. Headings at the end of a chunk move on with
-    the text they introduce.
+    at a heading once the current chunk is a quarter full (or the heading opens a new page); at a page break once
+    it is half full and its last paragraph has ended. A piece that doesn't fit into a chunk less than 60% full
+    gives it its first sentences (no tiny chunks); the rest of the paragraph opens the next chunk. Headings at the
+    end of a chunk move on with the text they introduce.
     """
     groups: list[list[_Unit]] = []
     cur: list[_Unit] = []
@@ -529,12 +559,12 @@ def _group(units: list[_Unit], budget: int, overhead: int, count: TokenCounter) 
         if cur:
             groups.append(cur)
         cur = carry
-        tokens = sum(u.tokens - overhead + 1 for u in cur) + overhead - 1 if cur else 0
+        tokens = _size(cur, overhead)
 
     while queue:
         u = queue.popleft()
         if cur:
-            size = tokens + u.tokens - overhead + 1  # +1: a join can cost a token
+            size = tokens + u.tokens - overhead + _join_cost(cur[-1], u)
             body = any(not c.heading for c in cur)
             boundary = (
                 u.page > cur[0].page + 1
@@ -547,23 +577,37 @@ def _group(units: list[_Unit], budget: int, overhead: int, count: TokenCounter) 
                     and _ends_sentence(cur[-1].text)
                 )
             )
-            room = budget - tokens + overhead - 1  # what a piece may count (with its own prefix) to still fit
+            room = budget - tokens + overhead - 2  # what a piece may count (with its own prefix) to still fit
             if size > budget and not boundary and not u.heading and tokens < 0.6 * budget and room >= overhead + 32:
-                head, rest = _fill_split(u.text, room, count)
-                if head:
-                    queue.appendleft(_Unit(u.page, rest, count(rest), continues=True, para_end=u.para_end))
-                    u = _Unit(u.page, head, count(head), continues=u.continues, para_end=False)
-                    size = tokens + u.tokens - overhead + 1
+                split = _fill_split(u.text, room, count, overhead)
+                if split:
+                    (head, head_tokens), (rest, rest_tokens) = split
+                    queue.appendleft(_Unit(u.page, rest, rest_tokens, continues=True, para_end=u.para_end))
+                    u = _Unit(u.page, head, head_tokens, continues=u.continues, para_end=False)
+                    size = tokens + u.tokens - overhead + _join_cost(cur[-1], u)
             if size > budget or boundary:
                 flush()
-                if cur and (tokens + u.tokens - overhead + 1 > budget or u.page > cur[0].page + 1):
+                if cur and (_size([*cur, u], overhead) > budget or u.page > cur[0].page + 1):
                     groups.append(cur)  # carried headings that cannot join the next piece stand alone
                     cur, tokens = [], 0
-        tokens = tokens + u.tokens - overhead + 1 if cur else u.tokens
+        tokens = tokens + u.tokens - overhead + _join_cost(cur[-1], u) if cur else u.tokens
         cur.append(u)
     if cur:
         groups.append(cur)
     return _merge_small(groups, budget, overhead)
+
+
+def _join_cost(prev: _Unit, unit: _Unit) -> int:
+    """Tokens a join adds beyond the two counts minus one prefix (see ``_joined``)."""
+    return 2 if unit.continues and _join(prev.text, unit.text) == prev.text + unit.text else 1
+
+
+def _size(units: list[_Unit], overhead: int) -> int:
+    """Tokens of the rendered chunk, from the pieces' counts: exact or an over-count (see ``_joined``)."""
+    total = 0
+    for i, u in enumerate(units):
+        total = u.tokens if i == 0 else total + u.tokens - overhead + _join_cost(units[i - 1], u)
+    return total
 
 
 def _merge_small(groups: list[list[_Unit]], budget: int, overhead: int) -> list[list[_Unit]]:
@@ -571,31 +615,33 @@ def _merge_small(groups: list[list[_Unit]], budget: int, overhead: int) -> list[
     that chunk ends on the same page and has room."""
     out: list[list[_Unit]] = []
     for group in groups:
-        size = sum(u.tokens - overhead + 1 for u in group) + overhead - 1
-        if out and size < budget / 4 and out[-1][-1].page == group[0].page and group[0].page == group[-1].page:
-            prev = sum(u.tokens - overhead + 1 for u in out[-1]) + overhead - 1
-            if prev + size - overhead + 1 <= budget and not group[0].heading:
-                out[-1] = out[-1] + group
-                continue
+        small = _size(group, overhead) < budget / 4 and group[0].page == group[-1].page and not group[0].heading
+        if out and small and out[-1][-1].page == group[0].page and _size(out[-1] + group, overhead) <= budget:
+            out[-1] = out[-1] + group
+            continue
         out.append(group)
     return out
 
 
-def _fill_split(text: str, room: int, count: TokenCounter) -> tuple[str, str]:
-    """The longest run of whole sentences at the start of ``text`` that fits ``room``, and the rest."""
-    sentences = split_sentences(text)
-    head, used = "", 0
-    for k, sentence in enumerate(sentences[:-1]):
-        candidate = _join(head, sentence)
-        if count(candidate) > room:
+def _fill_split(text: str, room: int, count: TokenCounter, overhead: int) -> tuple[tuple[str, int], ...] | None:
+    """The longest run of whole sentences at the start of ``text`` that fits ``room``, and the rest, each with
+    its token count; None when not even the first sentence fits."""
+    sentences = [(s, count(s)) for s in split_sentences(text)]
+    if len(sentences) < 2:
+        return None
+    head, head_tokens, used = "", 0, 0
+    for sentence, tokens in sentences[:-1]:
+        total = tokens if not head else _joined(head, head_tokens, sentence, tokens, overhead)
+        if total > room:
             break
-        head, used = candidate, k + 1
+        head, head_tokens, used = _join(head, sentence), total, used + 1
     if not used:
-        return "", text
-    rest = ""
-    for sentence in sentences[used:]:
+        return None
+    rest, rest_tokens = sentences[used]
+    for sentence, tokens in sentences[used + 1 :]:
+        rest_tokens = _joined(rest, rest_tokens, sentence, tokens, overhead)
         rest = _join(rest, sentence)
-    return head, rest
+    return (head, head_tokens), (rest, rest_tokens)
 
 
 _END_RE = re.compile(f"[.!?。！？；;:：…][{_CLOSERS}]*$")
@@ -617,9 +663,12 @@ def _render(units: list[_Unit]) -> str:
     return text.strip()
 
 
-def _enforce_limit(group: list[_Unit], limit: int, count: TokenCounter) -> list[list[_Unit]]:
-    """Split a group whose rendered text exceeds ``limit`` (piece counts are not exactly additive: tokens can
-    merge or split at a join). Trailing pieces move to a following chunk; each piece alone always fits."""
+def _enforce_limit(group: list[_Unit], limit: int, count: TokenCounter, overhead: int) -> list[list[_Unit]]:
+    """Guarantee ``limit`` with the counter itself for a chunk whose summed count comes near it (the sums are exact
+    or over-counts for e5 and the estimate; this guards any other counter). Trailing pieces move to a following
+    chunk; each piece alone always fits."""
+    if _size(group, overhead) <= limit - 8:
+        return [group]
     out: list[list[_Unit]] = []
     rest = group
     while rest:
