@@ -207,7 +207,7 @@ class UiSession:
 # ------------------------------------------------------------------------------------------------------- rendering
 _CITE_MARK = re.compile(r"\[(\d{1,3})\]")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_WORD = re.compile(r"[a-z][a-z\-]{2,}|\d[\d,.]*\d|\d")
+_WORD = re.compile(r"[a-z][a-z\-]{2,}|\d[\d,.]*\d%?|\d%?")
 _STOP = frozenset(
     "the and for with from that this are was were has have had its our their which who what when where how into "
     "per than also not but all any can will been being more most less very such these those them they there".split()
@@ -247,11 +247,16 @@ def _paragraphs(text: str) -> list[list[str]]:
     return [[s for s in _SENT_SPLIT.split(p) if s.strip()] for p in paragraphs if p]
 
 
+_DISTINCTIVE = 6.0  # weight of a figure like 388,500 or 5.7
+_MIN_SHARE = 0.3  # a highlighted sentence carries at least this share of the claim's weight
+
+
 def _figure_weight(number: str) -> float:
-    """A distinctive figure (388,500 or 5.7) identifies the supporting sentence; a year or a small count barely."""
-    if "." in number or (len(number) >= 3 and not (len(number) == 4 and number[:2] in ("19", "20"))):
-        return 6.0
-    return 1.5 if len(number) == 4 else 1.0
+    """A distinctive figure (388,500, 5.7 or 80%) identifies the supporting sentence; a year or a count barely."""
+    year = len(number) == 4 and number[:2] in ("19", "20")
+    if "." in number or number.endswith("%") or (len(number) >= 3 and not year):
+        return _DISTINCTIVE
+    return 1.5 if year else 1.0
 
 
 def _features(text: str) -> dict[str, float]:
@@ -280,7 +285,8 @@ def highlight_passage(passage: str, claims: Sequence[str]) -> tuple[str, str | N
     """The passage as HTML with the sentence best supporting each claim in ``<mark>``; also the first such sentence.
 
     Overlap is counted in shared words, figures (a distinctive figure outweighs several words) and Chinese character
-    pairs; a sentence needs a score of at least 2 to be marked, so an unrelated sentence is never highlighted.
+    pairs. A marked sentence must contain the claim's distinctive figures and carry at least 30% of its weight, so
+    when the model cites the wrong passage nothing is highlighted rather than a look-alike heading.
     """
     paragraphs = _paragraphs(passage)
     sentences = [s for p in paragraphs for s in p]
@@ -289,13 +295,16 @@ def highlight_passage(passage: str, claims: Sequence[str]) -> tuple[str, str | N
         want = _features(claim)
         if not want:
             continue
+        figures = {k for k, w in want.items() if w >= _DISTINCTIVE}
         best, best_score = None, 0.0
         for i, sentence in enumerate(sentences):
             have = _features(sentence)
+            if figures and not figures & have.keys():
+                continue  # the claim's figure is not in this sentence: it cannot be what supports the claim
             score = sum(w for k, w in want.items() if k in have)
             if score > best_score:
                 best, best_score = i, score
-        if best is not None and best_score >= 2.0:
+        if best is not None and best_score >= max(2.0, _MIN_SHARE * sum(want.values())):
             marked.add(best)
     out, first, i = [], None, 0
     for paragraph in paragraphs:

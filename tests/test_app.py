@@ -314,6 +314,10 @@ def test_highlight_marks_the_supporting_sentence_only():
     )
     body, quote = app.highlight_passage(table, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
     assert quote == "Scope 1 412,000 388,500 Scope 2 265,300 221,800"
+    # A wrongly cited passage: its heading shares the company name and a year, but not the figure: no highlight.
+    heading = "Northwind Metals plc - Sustainability Report 2023\nAbout this report\nWe employ 3,420 people."
+    body, quote = app.highlight_passage(heading, ["Northwind Metals' renewable target is 80% by 2028, up from 2023"])
+    assert quote is None and "<mark>" not in body
     zh = "2023年，公司范围一温室气体排放为79.2万吨二氧化碳当量。范围二排放下降至10.1万吨。"
     body, quote = app.highlight_passage(zh, ["青禾能源2023年范围一排放为79.2万吨二氧化碳当量"])
     assert quote and "79.2" in quote and "10.1" not in quote
