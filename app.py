@@ -226,16 +226,20 @@ def _inline(text: str) -> str:
     return out.replace("\r", "").replace("\n", "<br>")
 
 
-def render_answer_text(text: str, cited: set[int] | None = None) -> str:
-    """The answer (escaped) with ``[n]`` marks as small citation chips."""
+def render_answer_text(text: str, numbers: dict[int, int] | None = None) -> str:
+    """The answer (escaped) with ``[n]`` marks as small citation chips.
+
+    ``numbers`` maps passage numbers to the numbers shown (sources are numbered 1, 2, ... in order of citation);
+    marks not in it are dropped. Without it (while streaming) marks show as they are.
+    """
 
     def chip(m: re.Match[str]) -> str:
         n = int(m.group(1))
-        if cited is not None and n not in cited:
+        if numbers is not None and n not in numbers:
             return ""
-        return f'<sup class="esg-cite">{n}</sup>'
+        return f'<sup class="esg-cite">{numbers[n] if numbers is not None else n}</sup>'
 
-    return _CITE_MARK.sub(chip, _inline(text))
+    return _CITE_MARK.sub(chip, re.sub(r"[ \t]+(?=\[\d{1,3}\])", "", _inline(text)))
 
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(“])|(?<=[。！？；])")
@@ -373,24 +377,25 @@ class Renderer:
 
     def final(self, answer: Answer, lang: str) -> str:
         """The finished answer: badge, text with citation chips, and the cited passages only."""
-        cited = {c.n for c in answer.citations}
+        numbers = {c.n: i for i, c in enumerate(answer.citations, 1)}
         parts = [
             f'<div class="esg-answer" data-route="{esc(answer.route)}">',
             f'<div class="esg-meta">{self.badge(answer.route, lang, answer.refused)}</div>',
-            f'<div class="esg-text">{render_answer_text(answer.text, cited)}</div>',
+            f'<div class="esg-text">{render_answer_text(answer.text, numbers)}</div>',
         ]
         if answer.citations:
             parts.append(f'<div class="esg-sources"><div class="esg-sources-title">{esc(t(lang, "sources"))}</div>')
-            parts.extend(self.source_card(c, answer.text, lang) for c in answer.citations)
+            parts.extend(self.source_card(c, numbers[c.n], answer.text, lang) for c in answer.citations)
             parts.append("</div>")
         parts.append("</div>")
         return "".join(parts)
 
-    def source_card(self, citation: Citation, answer_text: str, lang: str) -> str:
+    def source_card(self, citation: Citation, shown: int, answer_text: str, lang: str) -> str:
+        """One cited passage; ``shown`` is its number in the answer as displayed."""
         src = citation.source
         body, quote = highlight_passage(citation.hit.chunk.text, claims_for(answer_text, citation.n))
         head = (
-            f'<div class="esg-source-head"><span class="esg-n">{citation.n}</span>'
+            f'<div class="esg-source-head"><span class="esg-n">{shown}</span>'
             f'<span class="esg-label">{esc(src.label())}</span></div>'
         )
         player = ""

@@ -429,3 +429,14 @@ def test_uploads_run_beside_chat_in_the_queue(make_app):
     assert fns["on_rebuild"].concurrency_id == fns["on_delete"].concurrency_id == "ingest"
     assert chat.concurrency_id == "chat" and chat.concurrency_limit != 1
     assert upload.show_progress == "full"
+
+
+def test_sources_are_numbered_in_order_of_citation():
+    def cite(n: int, page: int) -> Citation:
+        return Citation(n, Hit(Chunk(f"c{n}", "d", f"Figure {n}00,000 t.", Source("r.pdf", page=page)), 1.0))
+
+    answer = Answer("Emissions were 500,000 t [5] and 300,000 t [3].", "rag", citations=(cite(5, 9), cite(3, 2)))
+    html = app.Renderer(lambda src: None).final(answer, "en")
+    assert 't<sup class="esg-cite">1</sup> and 300,000 t<sup class="esg-cite">2</sup>.' in html
+    cards = re.findall(r'<span class="esg-n">(\d)</span><span class="esg-label">([^<]+)</span>', html)
+    assert cards == [("1", "r.pdf, p. 9"), ("2", "r.pdf, p. 2")]
