@@ -78,6 +78,14 @@ _JOIN_WORDS = frozenset(
 _WORD_RE = re.compile(r"[a-z]+(?:-[a-z]+)*")
 
 
+_NOT_LETTER_RE = re.compile(r"[\W\d_]+")
+
+
+def _letters(text: str) -> int:
+    """Number of letters (any script) in ``text``."""
+    return len(_NOT_LETTER_RE.sub("", text))
+
+
 def has_cjk(text: str) -> bool:
     return _CJK_RE.search(text) is not None
 
@@ -240,13 +248,13 @@ def _strip_running(
     for page, idx in zip(pages, edges, strict=True):
         keys = {header_key(page[i].text) for i in idx}
         # Bare numbers are judged by is_page_number, not by repetition (all numbers share the key "#").
-        seen.update(k for k in keys if len(k) <= 120 and sum(ch.isalpha() for ch in k) >= 2)
+        seen.update(k for k in keys if len(k) <= 120 and _letters(k) >= 2)
     # Navigation bars and side tabs can sit anywhere in the extraction order: a line of words recurring on half
     # the pages is page furniture, not content.
     anywhere: Counter[str] = Counter()
     for page in pages:
         keys = {header_key(ln.text) for ln in page}
-        anywhere.update(k for k in keys if len(k) <= 200 and sum(ch.isalpha() for ch in k) >= 4)
+        anywhere.update(k for k in keys if len(k) <= 200 and _letters(k) >= 4)
     threshold = max(3, math.ceil(min_share * with_text))
     threshold_any = max(4, math.ceil(0.5 * with_text))
     for page, idx in zip(pages, edges, strict=True):
@@ -459,7 +467,7 @@ def load_pdf(path: Path, max_pages: int = 2000) -> list[Page]:
         raise DamagedFile(f"damaged PDF: no page could be read ({failures[0]})")
 
     pages = clean_pages(raw, boxes)
-    if sum(ch.isalpha() for p in pages for ch in p.text) < 3:
+    if sum(_letters(p.text) for p in pages) < 3:
         raise NoText("no text layer")
     return pages
 
@@ -470,7 +478,7 @@ def clean_pages(raw: list[list[_Line]], boxes: list[tuple[float, float] | None] 
         for ln in page:
             ln.text = ln.text.translate(_SPACE_TRANSLATE)
     _strip_running(raw, edge=3, min_share=0.3, heights=boxes)
-    if not any(ch.isalpha() for page in raw for ln in page if not ln.dropped for ch in ln.text):
+    if not any(_letters(ln.text) for page in raw for ln in page if not ln.dropped):
         # Every line "repeats" (the same words on each page and nothing else): that is the content, keep it.
         for page in raw:
             for ln in page:
