@@ -197,9 +197,10 @@ def is_page_number(line: str, n_pages: int) -> bool:
 def strip_running_lines(pages: list[list[str]], edge: int = 3, min_share: float = 0.3) -> list[list[str]]:
     """Remove running headers/footers and page numbers from pages given as lists of lines.
 
-    A line near the top or bottom of a page (within ``edge`` non-blank lines) is dropped when, with numbers
-    ignored, it recurs near the edge of at least ``min_share`` of the pages (and at least 3 pages), or when it is
-    a bare page number.
+    A line near the top or bottom of a page (within ``edge`` non-blank lines, or in the top/bottom 7% of the page
+    when positions are known) is dropped when, with numbers ignored, it recurs near the edge of at least
+    ``min_share`` of the pages (and at least 3 pages), or when it is a bare page number. A line of words recurring
+    anywhere on half the pages (navigation bars) goes too. If that would leave no text at all, nothing is dropped.
     """
     lines = [[_Line(t) for t in page] for page in pages]
     _strip_running(lines, edge=edge, min_share=min_share, heights=None)
@@ -466,13 +467,13 @@ def load_pdf(path: Path, max_pages: int = 2000) -> list[Page]:
     if len(failures) == n_pages:
         raise DamagedFile(f"damaged PDF: no page could be read ({failures[0]})")
 
-    pages = clean_pages(raw, boxes)
+    pages = _clean_pages(raw, boxes)
     if sum(_letters(p.text) for p in pages) < 3:
         raise NoText("no text layer")
     return pages
 
 
-def clean_pages(raw: list[list[_Line]], boxes: list[tuple[float, float] | None] | None = None) -> list[Page]:
+def _clean_pages(raw: list[list[_Line]], boxes: list[tuple[float, float] | None] | None = None) -> list[Page]:
     """Turn extracted lines into cleaned pages: running lines removed, paragraphs rebuilt and normalised."""
     for page in raw:
         for ln in page:
