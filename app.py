@@ -281,8 +281,8 @@ def _features(text: str) -> dict[str, float]:
 
 def claims_for(answer_text: str, n: int) -> list[str]:
     """The answer's sentences that cite passage ``n`` (marks removed)."""
-    parts = re.split(r"(?<=[.!?。！？])\s*|\n+", answer_text)
-    return [_CITE_MARK.sub("", p).strip() for p in parts if f"[{n}]" in p]
+    parts = re.split(r"(?<=[.!?])\s+|(?<=[。！？])|\n+", answer_text)  # "16.4%" is not a sentence end
+    return [re.sub(r"\s+(?=[.,;:!?。，；：！？])", "", _CITE_MARK.sub("", p)).strip() for p in parts if f"[{n}]" in p]
 
 
 def highlight_passage(passage: str, claims: Sequence[str]) -> tuple[str, str | None]:

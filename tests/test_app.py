@@ -323,6 +323,11 @@ def test_highlight_marks_the_supporting_sentence_only():
     assert quote and "79.2" in quote and "10.1" not in quote
 
 
+def test_claims_for_keeps_decimal_figures_whole():
+    text = "Scope 2 fell by 16.4% in 2023 [1]. Water use fell [2]. 范围一排放为79.2万吨[1]。其他[3]。"
+    assert app.claims_for(text, 1) == ["Scope 2 fell by 16.4% in 2023.", "范围一排放为79.2万吨。"]
+
+
 def test_reading_summary_groups_by_file():
     def hit(src):
         return Hit(Chunk("x", "d", "t", src), 1.0)
