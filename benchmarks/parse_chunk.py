@@ -3,8 +3,9 @@
     python benchmarks/parse_chunk.py                      # the 9 esg_pdfs
     python benchmarks/parse_chunk.py --dirs esg_pdfs zh_pdfs finance_pdfs --real --baseline
 
-``--real`` also counts every chunk and key line with the real e5 tokenizer; ``--baseline`` times plain pypdf
-``extract_text`` on the same files (the floor for any pypdf-based loader).
+``--real`` also counts every chunk and key line with the real e5 tokenizer; ``--exact`` chunks with it (instead of
+the estimate); ``--baseline`` times plain pypdf ``extract_text`` on the same files (the floor for any pypdf-based
+loader).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--real", action="store_true", help="count tokens with the real e5 tokenizer too")
     ap.add_argument("--baseline", action="store_true", help="time plain pypdf extract_text as well")
+    ap.add_argument("--exact", action="store_true", help="chunk with the real e5 token counter (not the estimate)")
     args = ap.parse_args()
 
     real = None
-    if args.real:
+    if args.real or args.exact:
         from rag.embed import E5Embedder
 
         real = E5Embedder(threads=1).token_count
@@ -70,7 +72,14 @@ def main() -> None:
             t1 = time.perf_counter()
             meta = detect_meta(pages, path.name)
             t2 = time.perf_counter()
-            chunks = chunk_pages(pages, file=path.name, doc_id="bench", meta=meta, max_tokens=args.max_tokens)
+            chunks = chunk_pages(
+                pages,
+                file=path.name,
+                doc_id="bench",
+                meta=meta,
+                max_tokens=args.max_tokens,
+                count_tokens=real if args.exact else None,
+            )
             t3 = time.perf_counter()
             cpu += time.process_time() - c0
             for key, value in (("pypdf", base), ("load", t1 - t0), ("meta", t2 - t1), ("chunk", t3 - t2)):
@@ -79,7 +88,7 @@ def main() -> None:
             totals["chunks"] += len(chunks)
             approx += [approx_tokens(c.text) for c in chunks]
             spans += sum(1 for c in chunks if c.source.last_page)
-            if real:
+            if args.real:
                 real_counts += [real(c.text) for c in chunks]
                 key_counts += [real(c.key) for c in chunks]
             print(
@@ -100,7 +109,7 @@ def main() -> None:
         f"chunk size, estimated tokens (budget {args.max_tokens}): mean {statistics.mean(approx):.0f}, median "
         f"{statistics.median(approx):.0f}, p10 {pct(approx, 0.1)}, p90 {pct(approx, 0.9)}, max {max(approx)}"
     )
-    if real:
+    if args.real:
         print(
             f"chunk size, real e5 tokens: mean {statistics.mean(real_counts):.0f}, median "
             f"{statistics.median(real_counts):.0f}, p10 {pct(real_counts, 0.1)}, p90 {pct(real_counts, 0.9)}, "
