@@ -351,6 +351,20 @@ def _strip_prefix(raw: str, clean_end: int, clean: str) -> str:
     return raw
 
 
+# Embedding cost grows with length, and the intent is in the opening words: embed at most about 50 tokens.
+_HEAD_CHARS = {"en": 220, "zh": 80}
+
+
+def _head(text: str, lang: str) -> str:
+    """The opening of ``text`` that is embedded for routing (the rules see all of it)."""
+    limit = _HEAD_CHARS.get(lang, 220)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return cut[:space] if lang == "en" and space > limit // 2 else cut
+
+
 # --------------------------------------------------------------------------- decision
 
 
@@ -653,7 +667,7 @@ class Router:
         sig = text_signals(message)
         if sig.rule:
             return Features(sig.text, sig.lang, rule=sig.rule)
-        q = np.asarray(self.embedder.query(sig.text), dtype=np.float32)
+        q = np.asarray(self.embedder.query(_head(sig.text, sig.lang)), dtype=np.float32)
         k = max(1, self.thresholds.k)
         class_sims, class_max = {}, {}
         for label, mat in bank.knn_vecs.items():
