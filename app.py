@@ -668,7 +668,7 @@ sup.esg-cite { display: inline-block; min-width: 1.3em; padding: 0 4px; margin: 
   border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary); }
 .esg-results .ok { color: #166534; border-left: 4px solid #16a34a; }
 .esg-results .fail { color: #b91c1c; border-left: 4px solid #dc2626; }
-#esg-docs-table table *, #esg-transcript table * { font-family: var(--font) !important; }
+#esg-docs-table *, #esg-transcript * { font-family: var(--font) !important; }
 .esg-bottom { align-items: flex-end; }
 #esg-footer { text-align: center; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 """
@@ -797,7 +797,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                     )
                     upload = gr.File(file_count="multiple", label=t(lang0, "upload"), height=150, elem_id="esg-upload")
                     private_note = gr.Markdown(t(lang0, "upload_private"), visible=ctl.shared_mode)
-                    results = gr.HTML("", elem_id="esg-results")
+                    results = gr.HTML("", elem_id="esg-results", min_height=64)
             with gr.Tab(t(lang0, "tab_docs"), id="docs") as tab_docs:
                 docs_table = gr.Dataframe(
                     headers=ctl.docs_headers(lang0),
@@ -982,6 +982,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
             concurrency_limit=1,
             concurrency_id="ingest",
             show_progress="full",
+            show_progress_on=[results],  # one bar, under the upload box, not one per output
         )
 
         def on_delete(names: list[str], ui: UiSession):
@@ -1019,7 +1020,12 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
             return (gr.Group(visible=problem is not None), _results_html(done), *refresh_docs(ui))
 
         rebuild_btn.click(
-            on_rebuild, [ui_state], [banner, results, *doc_outputs], concurrency_limit=1, concurrency_id="ingest"
+            on_rebuild,
+            [ui_state],
+            [banner, results, *doc_outputs],
+            concurrency_limit=1,
+            concurrency_id="ingest",
+            show_progress_on=[results],
         )
 
         def on_unlock(token: str, ui: UiSession):

@@ -433,7 +433,7 @@ def test_uploads_run_beside_chat_in_the_queue(make_app):
     assert upload.concurrency_id == "ingest" and upload.concurrency_limit == 1
     assert fns["on_rebuild"].concurrency_id == fns["on_delete"].concurrency_id == "ingest"
     assert chat.concurrency_id == "chat" and chat.concurrency_limit != 1
-    assert upload.show_progress == "full"
+    assert upload.show_progress == "full" and len(upload.show_progress_on) == 1
 
 
 def test_sources_are_numbered_in_order_of_citation():

@@ -182,6 +182,48 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
     assert any(pdf.name in t for t in progress_seen), progress_seen  # the ingest progress reached the page
     d.save_screenshot(str(SHOTS / "upload.png"))
 
+    # The documents tab lists the samples built on first start and the dropped report, with their metadata.
+    tab = next(b for b in d.find_elements("css selector", "button[role='tab']") if b.text.strip() == "Documents")
+    tab.click()
+    table = wait_for(
+        d,
+        "const t = document.querySelector('#esg-docs-table'); return t && t.textContent.includes(arguments[0])"
+        " ? t.textContent : null;".replace("arguments[0]", repr(pdf.name)),
+        30,
+        "the documents table",
+    )
+    for name in (
+        "northwind_metals_sustainability_report_2023.pdf",
+        "qinghe_energy_esg_report_2023_zh.pdf",
+        "northwind_metals_briefing_2023.mp4",
+    ):
+        assert name in table, table
+    d.save_screenshot(str(SHOTS / "documents.png"))
+
+    # The language toggle switches the interface to Chinese.
+    d.find_element("xpath", "//*[@id='esg-lang']//label[contains(., '中文')]").click()
+    wait_for(
+        d,
+        "return Array.from(document.querySelectorAll(\"button[role='tab']\"))"
+        ".some(b => b.textContent.trim() === '问答')",
+        30,
+        "the Chinese tab labels",
+    )
+    assert "ESG 文档助手" in d.find_element("css selector", "#esg-header").text
+    d.save_screenshot(str(SHOTS / "documents-zh.png"))
+
+    # Back to English and the chat tab.
+    d.find_element("xpath", "//*[@id='esg-lang']//label[contains(., 'English')]").click()
+    wait_for(
+        d,
+        "return Array.from(document.querySelectorAll(\"button[role='tab']\"))"
+        ".some(b => b.textContent.trim() === 'Chat')",
+        30,
+        "the English tab labels",
+    )
+    next(b for b in d.find_elements("css selector", "button[role='tab']") if b.text.strip() == "Chat").click()
+    wait_for(d, "return document.querySelector('#esg-question textarea')?.offsetParent != null", 30, "the chat tab")
+
     # Ask; the passages being read appear before the answer streams in.
     box = d.find_element("css selector", "#esg-question textarea")
     box.send_keys(QUESTION)
@@ -228,33 +270,3 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
     # The cited sentence is highlighted in the passage of the source card.
     marks = [e.get_attribute("textContent") for e in answer.find_elements("css selector", ".esg-source mark")]
     assert any(GOLD_FIGURE in m for m in marks), marks
-
-    # The documents tab lists the samples built on first start and the dropped report, with their metadata.
-    tab = next(b for b in d.find_elements("css selector", "button[role='tab']") if b.text.strip() == "Documents")
-    tab.click()
-    table = wait_for(
-        d,
-        "const t = document.querySelector('#esg-docs-table'); return t && t.textContent.includes(arguments[0])"
-        " ? t.textContent : null;".replace("arguments[0]", repr(pdf.name)),
-        30,
-        "the documents table",
-    )
-    for name in (
-        "northwind_metals_sustainability_report_2023.pdf",
-        "qinghe_energy_esg_report_2023_zh.pdf",
-        "northwind_metals_briefing_2023.mp4",
-    ):
-        assert name in table, table
-    d.save_screenshot(str(SHOTS / "documents.png"))
-
-    # The language toggle switches the interface to Chinese.
-    d.find_element("xpath", "//*[@id='esg-lang']//label[contains(., '中文')]").click()
-    wait_for(
-        d,
-        "return Array.from(document.querySelectorAll(\"button[role='tab']\"))"
-        ".some(b => b.textContent.trim() === '问答')",
-        30,
-        "the Chinese tab labels",
-    )
-    assert "ESG 文档助手" in d.find_element("css selector", "#esg-header").text
-    d.save_screenshot(str(SHOTS / "documents-zh.png"))
