@@ -10,6 +10,7 @@ or images the model writes are never rendered as live content.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import html
@@ -1069,7 +1070,8 @@ def main() -> None:
     settings, storage = deployment_settings()  # on a Space: host 0.0.0.0, knowledge base on /data when attached
     assistant = Assistant(settings)
     ensure_sample_kb(assistant)
-    media_dir = Path(tempfile.mkdtemp(prefix="esg-media-"))
+    media_dir = Path(tempfile.mkdtemp(prefix="esg-media-"))  # playable copies of cited media, served by Gradio
+    atexit.register(shutil.rmtree, media_dir, True)
     demo = build_ui(assistant, media_dir, storage)
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=settings.concurrency).launch(
         server_name=settings.host,
