@@ -351,13 +351,13 @@ def _strip_prefix(raw: str, clean_end: int, clean: str) -> str:
     return raw
 
 
-# Embedding cost grows with length, and the intent is in the opening words: embed at most about 50 tokens.
-_HEAD_CHARS = {"en": 220, "zh": 80}
+# Embedding cost grows with length, and the intent is in the opening words: embed at most about 35 tokens.
+_HEAD_CHARS = {"en": 150, "zh": 50}
 
 
 def _head(text: str, lang: str) -> str:
     """The opening of ``text`` that is embedded for routing (the rules see all of it)."""
-    limit = _HEAD_CHARS.get(lang, 220)
+    limit = _HEAD_CHARS.get(lang, 150)
     if len(text) <= limit:
         return text
     cut = text[:limit]
