@@ -4,6 +4,9 @@
     report = run_eval(settings_or_assistant, rows, out_dir, progress=callback)
     markdown_path, png_paths = write_report(report, out_dir)
 
+    # The app's Evaluation tab: the knowledge base a visitor sees (shared + their private uploads), the app's models:
+    report = run_eval(app_assistant, load_qa(SAMPLE_QA_PATH), cache_dir, progress, session=visitor_session)
+
 Metrics per question (all 0..1, higher is better; ``None`` where a metric does not apply):
 
 - retrieval against the gold pages (or the gold evidence text when a row has no pages): ``hit@k`` (k = top_k),
@@ -33,17 +36,25 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError, RagError
 from rag.judge import Judge, is_refusal, normalize
 from rag.settings import Settings
 from rag.types import Answer, Citation, Hit, Retrieval, Scope
 
+if TYPE_CHECKING:
+    from rag.assistant import Session
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 EVAL_VERSION = 1  # bump when scoring changes in a way the judge fingerprint can't see
 CACHE_FILE = "eval_cache.jsonl"
+# The bundled QA set over the sample documents; it ships with the app (the Evaluation tab offers it), so it lives
+# in assets/ beside them rather than in tests/.
+SAMPLE_DOCS_DIR = Path(__file__).resolve().parent.parent / "assets"
+SAMPLE_QA_PATH = SAMPLE_DOCS_DIR / "sample_qa.jsonl"
 NDCG_K = 10
 MODES = ("hybrid", "dense", "bm25")
 _RAG_DIR = Path(__file__).resolve().parent
@@ -173,23 +184,34 @@ def parse_qa_rows(objects: Iterable[dict], source: str = "QA file") -> list[QARo
     return rows
 
 
-def load_qa(path: Path) -> list[QARow]:
-    """Read a JSONL QA file (see ``parse_qa_rows``); a bad line raises ``ConfigError`` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"QA file not found: {path}")
+def parse_qa_text(text: str, source: str = "QA file") -> list[QARow]:
+    """Parse JSONL text (one JSON object per line, blank lines ignored); a bad line raises ``ConfigError`` naming
+    ``source`` and the 1-based line number."""
     objects = []
-    with open(path, encoding="utf-8") as fh:
-        for no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                objects.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{no}: not valid JSON ({exc.msg})") from None
+    for no, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may sit inside a string
+        if not line.strip():
+            continue
+        try:
+            objects.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}:{no}: not valid JSON ({exc.msg})") from None
     if not objects:
-        raise ConfigError(f"QA file {path} has no rows")
-    return parse_qa_rows(objects, str(path))
+        raise ConfigError(f"QA file {source} has no rows")
+    return parse_qa_rows(objects, source)
+
+
+def load_qa(path: Path, source: str | None = None) -> list[QARow]:
+    """Read a JSONL QA file (see ``parse_qa_rows``); a bad line raises ``ConfigError`` naming it. ``source`` is the
+    name used in messages (default: the path; the app passes the uploaded file's own name)."""
+    path = Path(path)
+    source = source or str(path)
+    if not path.is_file():
+        raise ConfigError(f"QA file not found: {source}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
+    except UnicodeDecodeError:
+        raise ConfigError(f"QA file {source} is not UTF-8 text (expected JSON lines)") from None
+    return parse_qa_text(text, source)
 
 
 # --- configuration and fingerprints ---------------------------------------------------------------------------------
@@ -640,9 +662,9 @@ def _llm_key(settings: Settings) -> str:
     return f"{settings.llm_base_url}|{settings.llm_model}" if settings.llm_base_url else settings.llm
 
 
-def _assistant_for(target: object, config: EvalConfig, shared: dict[str, object]):
-    """An Assistant running ``config``: ``target`` itself when it already does, else one sharing its embedder and
-    any model already built (``shared`` maps model keys to LLM objects across configurations)."""
+def _assistant_for(target: object, config: EvalConfig, shared: dict[str, object], kb_dir: Path | None = None):
+    """An Assistant running ``config`` (on ``kb_dir`` when given): ``target`` itself when it already does, else one
+    sharing its embedder and any model already built (``shared`` maps model keys to LLM objects across configs)."""
     from rag.assistant import Assistant
 
     if isinstance(target, Settings):
@@ -652,6 +674,8 @@ def _assistant_for(target: object, config: EvalConfig, shared: dict[str, object]
         shared.setdefault("__embedder__", base.embedder)  # type: ignore[attr-defined]
         shared.setdefault(_llm_key(base_settings), base.llm)  # type: ignore[attr-defined]
     settings = settings_for(base_settings, config)
+    if kb_dir is not None:
+        settings = settings.replace(kb_dir=Path(kb_dir))
     if base is not None and settings == base_settings:
         return base
     assistant = Assistant(
@@ -697,6 +721,8 @@ def run_eval(
     config: EvalConfig | None = None,
     judge_llm: object = "same",
     qa_source: str = "",
+    kb_dir: Path | None = None,
+    session: Session | None = None,
     _shared: dict[str, object] | None = None,
 ) -> EvalReport:
     """Run the app pipeline (``target``: an ``Assistant`` or ``Settings``) over ``qa_rows`` and score every answer.
@@ -704,7 +730,10 @@ def run_eval(
     ``judge_llm``: ``"same"`` (the pipeline's model, the default), ``"none"`` (deterministic checks only),
     ``"small"``/``"large"``/a ``.gguf`` path, or an LLM object. Finished questions are cached in
     ``out_dir/eval_cache.jsonl``; rows whose document is not in the knowledge base are skipped with a reason.
-    ``progress(fraction, message)`` is called before each question and when the run ends.
+    ``progress(fraction, message)`` is called before each question and when the run ends. ``kb_dir`` evaluates
+    another knowledge base (e.g. one made by ``prepare_kb``) with ``target``'s models; ``session`` adds a visitor's
+    private documents, as the app's chat sees them. Raises ``ConfigError`` when the knowledge base is empty or holds
+    none of the documents the rows name.
     """
     config = config or EvalConfig()
     progress = progress or _noop
@@ -712,15 +741,16 @@ def run_eval(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    assistant = _assistant_for(target, config, shared)
+    assistant = _assistant_for(target, config, shared, kb_dir)
     settings = assistant.settings
     judge = _judge_for(judge_llm, assistant, shared)
 
-    documents = assistant.documents()
+    documents = assistant.documents(session)
     known = {d.name for d in documents}
     from rag.faq import faq_path
 
-    chunk_ids = [c.id for c in assistant.kb.chunks()]
+    kbs = [assistant.kb] + ([session.kb] if session is not None and session.kb is not None else [])
+    chunk_ids = [c.id for kb in kbs for c in kb.chunks()]
     pfp = pipeline_fingerprint(settings, documents, chunk_ids, faq_path(settings))
     jfp = judge_fingerprint(judge)
     cache = EvalCache(out_dir / CACHE_FILE)
@@ -730,6 +760,10 @@ def run_eval(
     rows = list(qa_rows)
     if not documents:
         raise ConfigError(f"the knowledge base in {settings.kb_dir} has no documents: ingest some or pass --docs")
+    named = sorted({r.doc for r in rows if r.doc})
+    if rows and all(r.doc and r.doc not in known for r in rows):
+        shown = ", ".join(named[:3]) + (f" (+{len(named) - 3} more)" if len(named) > 3 else "")
+        raise ConfigError(f"none of the documents the questions name are in the knowledge base: {shown}")
     name = config.name(settings)
     for i, row in enumerate(rows):
         progress(i / max(1, len(rows)), f"{name}: {i + 1}/{len(rows)} {row.question[:60]}")
@@ -751,9 +785,9 @@ def run_eval(
                 )
             else:
                 t0 = time.perf_counter()
-                answer = assistant.answer(row.question, scope=row.scope)
+                answer = assistant.answer(row.question, scope=row.scope, session=session)
                 seconds = time.perf_counter() - t0
-                retrieval = assistant.search(row.question, row.scope, k=NDCG_K, mode=config.mode)
+                retrieval = assistant.search(row.question, row.scope, k=NDCG_K, mode=config.mode, session=session)
                 cache.add(
                     "pipeline",
                     pkey,
@@ -802,6 +836,7 @@ def run_compare(
     *,
     judge_llm: object = "same",
     qa_source: str = "",
+    kb_dir: Path | None = None,
 ) -> list[EvalReport]:
     """``run_eval`` for each configuration with one shared judge (so scores are comparable) and shared models."""
     if not configs:
@@ -820,7 +855,15 @@ def run_compare(
 
         reports.append(
             run_eval(
-                target, qa_rows, out_dir, step, config=config, judge_llm=judge_llm, qa_source=qa_source, _shared=shared
+                target,
+                qa_rows,
+                out_dir,
+                step,
+                config=config,
+                judge_llm=judge_llm,
+                qa_source=qa_source,
+                kb_dir=kb_dir,
+                _shared=shared,
             )
         )
     return reports
@@ -935,11 +978,13 @@ def _charts(reports: Sequence[EvalReport], out_dir: Path, stem: str) -> list[Pat
     height = 0.8 / len(reports)
     for j, rep in enumerate(reports):
         ov = rep.overall()
-        vals = [ov[m][0] or 0.0 for m in metrics]
+        # A metric that doesn't apply (no such rows) gets no bar rather than a misleading zero.
+        vals = [ov[m][0] if ov[m][0] is not None else math.nan for m in metrics]
         ys = [i + j * height for i in range(len(metrics))]
         bars = ax.barh(ys, vals, height=height, label=rep.config_name)
         for bar, v in zip(bars, vals, strict=True):
-            ax.text(v + 0.01, bar.get_y() + bar.get_height() / 2, f"{v:.2f}", va="center", fontsize=8)
+            if not math.isnan(v):
+                ax.text(v + 0.01, bar.get_y() + bar.get_height() / 2, f"{v:.2f}", va="center", fontsize=8)
     ax.set_yticks([i + height * (len(reports) - 1) / 2 for i in range(len(metrics))], labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
@@ -962,7 +1007,8 @@ def _charts(reports: Sequence[EvalReport], out_dir: Path, stem: str) -> list[Pat
         width = 0.8 / len(docs)
         for j, (doc, ov) in enumerate(docs.items()):
             xs = [i + j * width for i in range(len(metrics))]
-            ax.bar(xs, [ov[m][0] or 0.0 for m in metrics], width=width, label=doc[:40])
+            vals = [ov[m][0] if ov[m][0] is not None else math.nan for m in metrics]
+            ax.bar(xs, vals, width=width, label=doc[:60])
         ax.set_xticks([i + width * (len(docs) - 1) / 2 for i in range(len(metrics))], labels, rotation=30, ha="right")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score")
@@ -1066,10 +1112,17 @@ def find_documents(docs_dir: Path, rows: Sequence[QARow]) -> tuple[list[Path], l
 
 
 def prepare_kb(
-    settings: Settings, docs_dir: Path, rows: Sequence[QARow], out_dir: Path, progress: Progress | None = None
+    settings: Settings,
+    docs_dir: Path,
+    rows: Sequence[QARow],
+    out_dir: Path,
+    progress: Progress | None = None,
+    embedder: object | None = None,
 ) -> Settings:
     """Ingest the documents ``rows`` need into a scratch knowledge base under ``out_dir`` (re-used across runs while
-    chunking settings stay the same; unchanged files are not re-embedded) and return settings pointing at it."""
+    chunking settings stay the same; unchanged files are not re-embedded) and return settings pointing at it.
+
+    Pass the app's ``embedder`` to avoid loading a second copy."""
     from rag.assistant import Assistant
 
     paths, missing = find_documents(docs_dir, rows)
@@ -1079,7 +1132,7 @@ def prepare_kb(
         raise ConfigError(f"none of the documents named in the QA file are in {docs_dir}")
     tag = _sha({"embedder": settings.embedder, "chunk": settings.chunk_tokens, "two_level": settings.two_level})[:10]
     kb_settings = settings.replace(kb_dir=Path(out_dir) / f"kb-{tag}")
-    assistant = Assistant(kb_settings)
+    assistant = Assistant(kb_settings, embedder=embedder)  # type: ignore[arg-type]
     failed = [r for r in assistant.ingest(paths, progress=progress) if not r.ok]
     for r in failed:
         log.warning("could not ingest %s: %s", r.file, r.message)
@@ -1100,6 +1153,7 @@ __all__ = [
     "find_documents",
     "load_qa",
     "parse_qa_rows",
+    "parse_qa_text",
     "prepare_kb",
     "retrieval_scores",
     "run_compare",

@@ -18,6 +18,7 @@ from rag.evaluate import (
     QARow,
     code_fingerprint,
     context_precision,
+    find_documents,
     load_qa,
     parse_qa_rows,
     retrieval_scores,
@@ -34,7 +35,7 @@ from rag.settings import Settings
 from rag.types import Answer, Chunk, Citation, Hit, Retrieval, Source
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_QA = ROOT / "tests" / "data" / "sample_qa.jsonl"
+SAMPLE_QA = ROOT / "assets" / "sample_qa.jsonl"
 ASSETS = ROOT / "assets"
 NW = "northwind_metals_sustainability_report_2023.pdf"
 
@@ -89,6 +90,16 @@ def test_bad_file_line_is_named(tmp_path):
         load_qa(path)
     with pytest.raises(ConfigError, match="QA file not found"):
         load_qa(tmp_path / "missing.jsonl")
+    # Messages can name the file as the user knows it (the app's uploads sit at temporary paths).
+    path.write_text('{"question": "ok?"}\n\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^mine.jsonl: row 2 is not a JSON object$"):
+        load_qa(path, "mine.jsonl")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(ConfigError, match=r"^QA file mine.jsonl is not UTF-8 text"):
+        load_qa(path, "mine.jsonl")
+    # A byte-order mark (Windows editors) and CRLF line ends are fine; a U+2028 inside a string is not a line end.
+    path.write_bytes('\ufeff{"question": "ok\u2028 still one?"}\r\n{"question": "two?"}\r\n'.encode())
+    assert [r.question for r in load_qa(path)] == ["ok\u2028 still one?", "two?"]
 
 
 def test_all_shared_qa_files_load(testdata):
@@ -369,6 +380,55 @@ def test_compare_modes_side_by_side(sample_settings, embedder, tmp_path):
     assert charts[0].name == "compare_overall.png"
 
 
+def test_app_path_evaluates_another_kb_with_the_apps_models(sample_settings, embedder, tmp_path):
+    """The Evaluation tab: the app's Assistant (its own, here empty, knowledge base) scores a scratch one."""
+    llm = ScriptedLLM(_scripted)
+    app = _assistant(Settings.from_env(environ={}, kb_dir=tmp_path / "app_kb"), embedder, llm)
+    rows = load_qa(SAMPLE_QA)[:1]
+    report = run_eval(app, rows, tmp_path / "out", kb_dir=sample_settings.kb_dir)
+    assert report.results[0].scores.hit == 1.0
+    assert llm.calls  # the app's model answered and judged; no second model was built
+    assert app.documents() == []
+
+
+def test_a_sessions_private_documents_are_evaluated_too(embedder, tmp_path):
+    """As the app's chat sees them: the shared knowledge base (empty here) plus the visitor's private uploads."""
+    llm = ScriptedLLM(_scripted)
+    app = _assistant(Settings.from_env(environ={}, kb_dir=tmp_path / "app_kb"), embedder, llm)
+    session = app.new_session()
+    assert all(r.ok for r in app.ingest([ASSETS / NW], session=session, private=True))
+    rows = load_qa(SAMPLE_QA)[:1]
+    with pytest.raises(ConfigError, match="has no documents"):
+        run_eval(app, rows, tmp_path / "out")  # without the session: nothing to evaluate
+    report = run_eval(app, rows, tmp_path / "out", session=session)
+    assert report.results[0].scores.hit == 1.0 and report.results[0].scores.faithfulness == 1.0
+    assert app.kb.documents() == []
+
+
+def test_questions_naming_only_unknown_documents_are_an_error(sample_settings, embedder, tmp_path):
+    rows = [QARow("a", "?", doc="gone.pdf"), QARow("b", "?", doc="lost.pdf")]
+    with pytest.raises(ConfigError, match=r"none of the documents the questions name .*: gone.pdf, lost.pdf$"):
+        run_eval(_assistant(sample_settings, embedder), rows, tmp_path)
+
+
+def test_find_documents(tmp_path):
+    (tmp_path / "esg_pdfs" / "deep").mkdir(parents=True)
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "esg_pdfs" / "b.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "esg_pdfs" / "deep" / "c.pdf").write_bytes(b"%PDF-1.4")
+    rows = [
+        QARow("1", "?", doc="a.pdf"),
+        QARow("2", "?", doc="b.pdf", doc_dir="esg_pdfs"),
+        QARow("3", "?", doc="c.pdf"),
+        QARow("4", "?", doc="gone.pdf"),
+    ]
+    paths, missing = find_documents(tmp_path, rows)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["a.pdf", "esg_pdfs/b.pdf", "esg_pdfs/deep/c.pdf"]
+    assert missing == ["gone.pdf"]
+    # Rows that name no document: every document in the folder.
+    assert [p.name for p in find_documents(tmp_path, [QARow("5", "?")])[0]] == ["a.pdf"]
+
+
 # --- command line -------------------------------------------------------------------------------------------------
 
 
@@ -390,8 +450,10 @@ E2E_ROWS = ("climretrieve-q12", "climretrieve-q14", "climretrieve-q02", "climret
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
-def test_end_to_end_on_two_shared_pdfs(testdata, tmp_path, capsys):
+def test_end_to_end_on_two_shared_pdfs(testdata, tmp_path, capsys, monkeypatch):
     """The real pipeline and judge (bundled LLM, e5 embedder) on Costco and CT REIT: 3 answerable + 1 unanswerable."""
+    # Pin the code fingerprint so that edits to the pipeline's source during this long test don't void the rerun.
+    monkeypatch.setattr("rag.evaluate.code_fingerprint", lambda *a, **k: "pinned")
     rows = [json.loads(line) for line in (testdata / "qa" / "climretrieve_en.jsonl").open(encoding="utf-8")]
     picked = [r for r in rows if r["qid"] in E2E_ROWS]
     qa = tmp_path / "qa.jsonl"
