@@ -22,6 +22,8 @@ import shutil
 import tempfile
 import threading
 import urllib.parse
+import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,9 @@ ASSETS = ROOT / "assets"
 SAMPLE_SUFFIXES = (".pdf", ".mp4", ".m4a", ".mp3", ".wav", ".webm")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".flac")
 HISTORY_TURNS = 3  # earlier exchanges handed to the assistant for follow-up questions
+# An evaluation holds the shared LLM for seconds per question: in shared mode a visitor runs at most this many.
+EVAL_MAX_QUESTIONS = 50
+EVAL_JUDGES = ("same", "none")  # the app's own model or no model: never load another one in a shared app
 
 # ----------------------------------------------------------------------------------------------------------- strings
 # UI text in English and Chinese; the language toggle switches between them. Answers follow the question's language.
@@ -110,6 +115,33 @@ TEXT: dict[str, dict[str, str]] = {
         "storage_ephemeral": "Storage: not persistent: documents added to the shared knowledge base are lost when "
         "the Space restarts.",
         "storage_local": "Storage: local folder `{kb}`.",
+        "tab_eval": "Evaluation",
+        "eval_intro": "Score the assistant on questions with known answers: retrieval (hit@k, MRR, nDCG), "
+        "faithfulness to the cited passages, answer relevance, context precision, correctness and refusals. "
+        "Questions are answered from the documents you see in the Documents tab, with the app's model. Upload a QA "
+        "file in JSON lines, one object per line: `question`, and optionally `answer` (gold), `doc`, `page`, "
+        "`evidence`, `answerable` (false when the documents hold no answer), or leave it empty to run the bundled "
+        "sample set ({n} questions on the sample reports). Finished questions are kept: a stopped run continues "
+        "where it stopped.",
+        "eval_upload": "QA file (.jsonl); empty = the bundled sample set",
+        "eval_mode": "Retrieval",
+        "eval_mode_hybrid": "Hybrid (as in chat)",
+        "eval_mode_dense": "Dense only",
+        "eval_mode_bm25": "BM25 only",
+        "eval_judge": "Judge",
+        "eval_judge_same": "The app's model (all metrics)",
+        "eval_judge_none": "Deterministic checks only (fast)",
+        "eval_limit": "Questions to run (0 = all)",
+        "eval_run": "Run evaluation",
+        "eval_stop": "Stop",
+        "eval_report": "Report",
+        "eval_charts": "Charts",
+        "eval_files": "Download (zip, report.md, charts)",
+        "eval_done": "✓ {n} questions evaluated in {s:.0f} s ({reused} reused from an earlier run) · {source}",
+        "eval_skipped": "Skipped {n} question(s) whose document is not in the knowledge base: {docs}",
+        "eval_failed": "{n} question(s) failed: see the notes in the report",
+        "eval_limited": "Only the first {n} of {total} questions were run.",
+        "eval_stopped": "Stopped. Finished questions are kept: run again to continue where it stopped.",
     },
     "zh": {
         "title": "ESG 文档助手",
@@ -172,6 +204,31 @@ TEXT: dict[str, dict[str, str]] = {
         "storage_persistent": "存储：持久（`{root}`），重启后知识库仍在。",
         "storage_ephemeral": "存储：非持久，Space 重启后共享知识库中新增的文档会丢失。",
         "storage_local": "存储：本地文件夹 `{kb}`。",
+        "tab_eval": "评估",
+        "eval_intro": "用已知答案的问题为助手打分：检索（hit@k、MRR、nDCG）、回答对所引段落的忠实度、"
+        "回答相关性、上下文精确度、正确性和拒答。问题基于您在“文档”页看到的文档、使用应用的模型作答。"
+        "上传 JSON lines 格式的问答文件，每行一个对象：`question`，可选 `answer`（标准答案）、`doc`、"
+        "`page`、`evidence`、`answerable`（文档中没有答案时为 false）；不上传则运行内置示例集"
+        "（针对示例报告的 {n} 个问题）。已完成的问题会保留：停止后再次运行会从停止处继续。",
+        "eval_upload": "问答文件（.jsonl）；留空 = 内置示例集",
+        "eval_mode": "检索方式",
+        "eval_mode_hybrid": "混合（与问答相同）",
+        "eval_mode_dense": "仅向量检索",
+        "eval_mode_bm25": "仅 BM25",
+        "eval_judge": "评判模型",
+        "eval_judge_same": "应用的模型（全部指标）",
+        "eval_judge_none": "仅确定性检查（快速）",
+        "eval_limit": "运行的问题数（0 = 全部）",
+        "eval_run": "开始评估",
+        "eval_stop": "停止",
+        "eval_report": "报告",
+        "eval_charts": "图表",
+        "eval_files": "下载（zip、report.md、图表）",
+        "eval_done": "✓ 已评估 {n} 个问题，用时 {s:.0f} 秒（{reused} 个沿用之前的结果）· {source}",
+        "eval_skipped": "跳过 {n} 个问题：知识库中没有 {docs}",
+        "eval_failed": "{n} 个问题出错：见报告中的说明",
+        "eval_limited": "只运行了 {total} 个问题中的前 {n} 个。",
+        "eval_stopped": "已停止。已完成的问题会保留：再次运行即从停止处继续。",
     },
 }
 
@@ -199,6 +256,8 @@ class UiSession:
     admin: bool = False
     history: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) for follow-ups
     private_files: dict[str, Path] = field(default_factory=dict)  # private upload name -> uploaded file
+    eval_stop: threading.Event = field(default_factory=threading.Event)  # set by the Stop button
+    eval_out: Path | None = None  # folder of the last evaluation report
 
     def __deepcopy__(self, memo: dict) -> UiSession:
         # gr.State deep-copies its value; a session holds an index and locks, which must be shared, not copied.
@@ -420,6 +479,44 @@ class Renderer:
         return f'<div class="esg-answer esg-error"><strong>{esc(t(lang, "error"))}:</strong> {esc(message)}</div>'
 
 
+# ------------------------------------------------------------------------------------------------------ evaluation
+class EvalStopped(Exception):
+    """The visitor pressed Stop; raised from the progress callback (not a RagError, so the runner doesn't record it
+    as a failed question)."""
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """A finished evaluation in the app: what to show and what to offer for download."""
+
+    summary: str  # one or more lines for the status area (UI language)
+    markdown: str  # the report, safe to display (see ``report_for_display``)
+    report: Path  # report.md
+    charts: list[Path]  # PNGs
+    archive: Path  # zip of report.md and the charts
+    warnings: list[str]  # skipped or failed questions, a limit the visitor didn't set; also in ``summary``
+
+
+_MD_IMAGE_LINE = re.compile(r"(?m)^!\[[^\]\n]*\]\([^)\n]*\)[ \t]*\n?")
+
+
+def report_for_display(markdown: str) -> str:
+    """The report's Markdown made inert for display: its chart lines dropped (the charts are shown beside it), and
+    the model's answers (untrusted, quoted in the tables) unable to form links, images or HTML."""
+    text = _MD_IMAGE_LINE.sub("", markdown)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("[", "\\[").replace("]", "\\]")
+    text = re.sub(r"(?i)\b(https?|ftp)://", r"\1\\://", text)  # no bare-URL autolinks
+    return re.sub(r"(?i)\bwww\.", r"www\\.", text)
+
+
+def _zip(archive: Path, files: Sequence[Path]) -> Path:
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            zf.write(f, f.name)
+    return archive
+
+
 # ------------------------------------------------------------------------------------------------------ controller
 def make_scope(mode: str, docs: Sequence[str] | None, company: str | None) -> Scope:
     """The retrieval scope chosen in the UI (``mode``: ``all``, ``docs`` or ``company``)."""
@@ -452,6 +549,7 @@ class Controller:
         self.media_dir.mkdir(parents=True, exist_ok=True)
         self.renderer = Renderer(lambda source: self.media_url(source.file, None))
         self._media_lock = threading.Lock()
+        self._eval_root: Path | None = None
 
     # ------------------------------------------------------------------ sessions and permissions
     @property
@@ -621,6 +719,107 @@ class Controller:
     def rebuild(self, progress: Callable[[float, str], None] | None = None) -> list[IngestResult]:
         return self.assistant.rebuild(progress=progress)
 
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def eval_root(self) -> Path:
+        """Evaluation files: a private temporary folder, created on first use. Not under ``media_dir``, which Gradio
+        serves by path: the answer cache may quote a visitor's private documents. Gradio copies the files a handler
+        returns into its own cache, so reports are downloadable all the same."""
+        with self._media_lock:
+            if self._eval_root is None:
+                self._eval_root = Path(tempfile.mkdtemp(prefix="esg-eval-"))
+                atexit.register(shutil.rmtree, self._eval_root, True)
+            return self._eval_root
+
+    def evaluate(
+        self,
+        qa_file: str | Path | None,
+        ui: UiSession,
+        mode: str = "hybrid",
+        judge: str = "same",
+        limit: int | None = None,
+        progress: Callable[[float, str], None] | None = None,
+    ) -> EvalRun:
+        """Evaluate the knowledge base this visitor sees (shared plus their private uploads) with the app's models.
+
+        ``qa_file``: an uploaded JSONL file, or ``None`` for the bundled sample set; ``limit``: run only the first
+        questions (0/None = all; a visitor in shared mode runs at most ``EVAL_MAX_QUESTIONS``). Finished questions
+        are cached across runs, so a rerun after Stop (``stop_eval``) continues where it stopped. Raises ``RagError``
+        for a bad file or an empty knowledge base, ``EvalStopped`` when stopped.
+        """
+        from rag.evaluate import SAMPLE_QA_PATH, EvalConfig, load_qa, run_eval, write_report
+
+        if judge not in EVAL_JUDGES:
+            raise RagError(f"judge must be one of {', '.join(EVAL_JUDGES)}, got {judge!r}")
+        config = EvalConfig(mode)  # validates the mode
+        if qa_file:
+            path = Path(qa_file)
+            source = path.name
+        else:
+            path, source = SAMPLE_QA_PATH, f"{SAMPLE_QA_PATH.name} (bundled sample)"
+        rows = load_qa(path, source)
+        known = {d.name for d in self.documents(ui)}
+        if not known:
+            raise RagError("the knowledge base is empty: add documents before evaluating")
+        notes: list[str] = []  # for the status line
+        warnings: list[str] = []  # also shown as pop-ups: what the visitor did not ask for
+        cap = int(limit) if limit and int(limit) > 0 else None
+        imposed = self.shared_mode and not ui.admin and (cap is None or cap > EVAL_MAX_QUESTIONS)
+        if imposed:
+            cap = EVAL_MAX_QUESTIONS
+        if cap is not None and cap < len(rows):
+            (warnings if imposed else notes).append(t(ui.lang, "eval_limited").format(n=cap, total=len(rows)))
+            rows = rows[:cap]
+        missing = sorted({r.doc for r in rows if r.doc and r.doc not in known})
+        ui.eval_stop.clear()
+
+        def report(fraction: float, message: str) -> None:
+            if ui.eval_stop.is_set():
+                raise EvalStopped
+            if progress is not None:
+                progress(fraction, message)
+
+        # One answer cache for every visitor: its keys hold the documents' names, hashes and chunk ids, so a visitor
+        # reuses only answers computed over exactly the documents they see.
+        result = run_eval(
+            self.assistant,
+            rows,
+            self.eval_root / "cache",
+            report,
+            config=config,
+            judge_llm=judge,
+            qa_source=source,
+            session=ui.session,
+        )
+        out = self.eval_root / "runs" / uuid.uuid4().hex[:16]  # a fresh folder: no chart of an earlier run lingers
+        if ui.eval_out is not None:  # Gradio already copied the visitor's previous report for download
+            shutil.rmtree(ui.eval_out, ignore_errors=True)
+        ui.eval_out = out
+        report_md, charts = write_report(result, out)
+        archive = _zip(out / "evaluation_report.zip", [report_md, *charts])
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" (+{len(missing) - 3})" if len(missing) > 3 else "")
+            warnings.append(t(ui.lang, "eval_skipped").format(n=len(result.skipped), docs=shown))
+        failed = sum(1 for r in result.results if r.error)
+        if failed:
+            warnings.append(t(ui.lang, "eval_failed").format(n=failed))
+        done = t(ui.lang, "eval_done").format(
+            n=len(result.results), s=result.seconds, reused=result.reused, source=source
+        )
+        return EvalRun(
+            summary="\n\n".join([done, *notes, *(f"⚠ {w}" for w in warnings)]),
+            markdown=report_for_display(report_md.read_text(encoding="utf-8")),
+            report=report_md,
+            charts=charts,
+            archive=archive,
+            warnings=warnings,
+        )
+
+    def stop_eval(self, ui: UiSession) -> str:
+        """Ask this visitor's running evaluation to stop after the current step."""
+        ui.eval_stop.set()
+        return t(ui.lang, "eval_stopped")
+
 
 # ---------------------------------------------------------------------------------------------------------- styling
 CSS = """
@@ -726,6 +925,24 @@ def footer_text(lang: str, storage: Storage | None = None) -> str:
     return text
 
 
+def eval_intro_text(lang: str) -> str:
+    from rag.evaluate import SAMPLE_QA_PATH
+
+    try:
+        n = sum(1 for line in SAMPLE_QA_PATH.read_text(encoding="utf-8").splitlines() if line.strip())
+    except OSError:
+        n = 0
+    return t(lang, "eval_intro").format(n=n)
+
+
+def eval_mode_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(lang, f"eval_mode_{m}"), m) for m in ("hybrid", "dense", "bm25")]
+
+
+def eval_judge_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(lang, f"eval_judge_{j}"), j) for j in EVAL_JUDGES]
+
+
 def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Storage | None = None) -> gr.Blocks:
     """Build the interface over ``assistant`` (loads no model; the knowledge base is read when a page loads).
     ``storage`` (from ``rag.storage``) is described in the footer."""
@@ -828,6 +1045,38 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                         admin_token = gr.Textbox(type="password", label=t(lang0, "admin_token"), scale=4)
                         admin_btn = gr.Button(t(lang0, "admin_unlock"), scale=1)
                     admin_out = gr.Markdown("")
+            with gr.Tab(t(lang0, "tab_eval"), id="eval") as tab_eval:
+                eval_intro = gr.Markdown(eval_intro_text(lang0))
+                with gr.Row(equal_height=False):
+                    eval_file = gr.File(
+                        label=t(lang0, "eval_upload"),
+                        file_types=[".jsonl", ".json", ".txt"],
+                        height=120,
+                        scale=3,
+                        elem_id="esg-eval-file",
+                    )
+                    with gr.Column(scale=2, min_width=260):
+                        eval_mode = gr.Radio(eval_mode_choices(lang0), value="hybrid", label=t(lang0, "eval_mode"))
+                        eval_judge = gr.Radio(eval_judge_choices(lang0), value="same", label=t(lang0, "eval_judge"))
+                    with gr.Column(scale=1, min_width=200):
+                        eval_limit = gr.Number(0, precision=0, minimum=0, label=t(lang0, "eval_limit"))
+                        eval_run_btn = gr.Button(t(lang0, "eval_run"), variant="primary", elem_id="esg-eval-run")
+                        eval_stop_btn = gr.Button(t(lang0, "eval_stop"), variant="stop", size="sm")
+                eval_status = gr.Markdown("", elem_id="esg-eval-status")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3):
+                        eval_report = gr.Markdown(
+                            "", label=t(lang0, "eval_report"), max_height=720, elem_id="esg-eval-report"
+                        )
+                    with gr.Column(scale=2, min_width=300):
+                        eval_charts = gr.Gallery(
+                            label=t(lang0, "eval_charts"),
+                            columns=1,
+                            height="auto",
+                            format="png",
+                            buttons=["fullscreen"],
+                        )
+                        eval_files = gr.File(file_count="multiple", label=t(lang0, "eval_files"), interactive=False)
         footer = gr.Markdown(footer_text(lang0, storage), elem_id="esg-footer")
 
         # -------------------------------------------------------------- handlers
@@ -881,6 +1130,16 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                 gr.Dropdown(label=t(lang, "delete_pick")),
                 gr.Dropdown(label=t(lang, "transcript_pick")),
                 gr.Dataframe(label=t(lang, "transcript"), headers=transcript_headers(lang)),
+                gr.Tab(label=t(lang, "tab_eval")),
+                gr.Markdown(eval_intro_text(lang)),
+                gr.File(label=t(lang, "eval_upload")),
+                gr.Radio(choices=eval_mode_choices(lang), label=t(lang, "eval_mode")),
+                gr.Radio(choices=eval_judge_choices(lang), label=t(lang, "eval_judge")),
+                gr.Number(label=t(lang, "eval_limit")),
+                gr.Button(value=t(lang, "eval_run")),
+                gr.Button(value=t(lang, "eval_stop")),
+                gr.Gallery(label=t(lang, "eval_charts")),
+                gr.File(label=t(lang, "eval_files")),
             )
 
         lang_radio.change(
@@ -908,6 +1167,16 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                 delete_pick,
                 transcript_pick,
                 transcript_table,
+                tab_eval,
+                eval_intro,
+                eval_file,
+                eval_mode,
+                eval_judge,
+                eval_limit,
+                eval_run_btn,
+                eval_stop_btn,
+                eval_charts,
+                eval_files,
             ],
             queue=False,
         )
@@ -1038,6 +1307,49 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
 
         admin_btn.click(on_unlock, [admin_token, ui_state], [admin_token, admin_out, private_note, *doc_outputs])
         _ = admin_box
+
+        # --- evaluation: one run at a time app-wide, in its own queue group, so chat is served beside it; the run
+        # shares the app's models and contends with chat only for the LLM lock, one call at a time
+        def on_eval(
+            qa_file: str | None,
+            mode: str,
+            judge: str,
+            limit: float | None,
+            ui: UiSession,
+            progress=gr.Progress(),  # noqa: B008 - Gradio's way to ask for a progress bar
+        ):
+            try:
+                run = ctl.evaluate(
+                    qa_file, ui, mode, judge, int(limit or 0), lambda f, m: progress(max(0.0, min(1.0, f)), desc=m)
+                )
+            except EvalStopped:
+                return t(ui.lang, "eval_stopped"), gr.Markdown(), gr.Gallery(), gr.File()
+            except RagError as exc:
+                raise gr.Error(str(exc)) from exc
+            for warning in run.warnings:
+                gr.Warning(warning)
+            return (
+                run.summary,
+                run.markdown,
+                [str(p) for p in run.charts],
+                [str(run.archive), str(run.report)] + [str(p) for p in run.charts],
+            )
+
+        eval_event = eval_run_btn.click(
+            on_eval,
+            [eval_file, eval_mode, eval_judge, eval_limit, ui_state],
+            [eval_status, eval_report, eval_charts, eval_files],
+            concurrency_limit=1,
+            concurrency_id="eval",
+            show_progress="full",
+            show_progress_on=[eval_status],
+        )
+
+        def on_eval_stop(ui: UiSession):
+            return ctl.stop_eval(ui)
+
+        # Stop: the flag ends a running evaluation after its current step; ``cancels`` drops one still queued.
+        eval_stop_btn.click(on_eval_stop, [ui_state], [eval_status], queue=False, cancels=[eval_event])
     return demo
 
 
