@@ -261,6 +261,7 @@ class Ingestor:
                     result = IngestResult(name, False, str(exc))
                 except RagError as exc:
                     self.kb.discard_pending(name)
+                    dirty = False  # a failed save rolled memory back to the last saved state
                     result = IngestResult(name, False, str(exc))
                 step(1.0, result.message)
                 log.info("%s: %s", name, result.message)
