@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import subprocess
 import sys
 import tempfile
@@ -75,6 +74,7 @@ class Record:
     prompt_tokens: int = 0
     answer_tokens: int = 0
     llm_called: bool = False
+    gate_p: float | None = None  # the answerability gate's P(yes), when it ran
 
 
 def load_items(path: Path) -> list[Item]:
@@ -149,9 +149,14 @@ class MeasuredLLM:
         self.name = llm.name
         self.n_ctx = llm.n_ctx
         self.calls: list[dict] = []
+        self.gate_p: float | None = None
 
     def count_tokens(self, text: str) -> int:
         return self.llm.count_tokens(text)
+
+    def yes_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        self.gate_p = self.llm.yes_probability(messages)  # type: ignore[attr-defined]
+        return self.gate_p
 
     def stream(self, messages: Sequence[ChatMessage], max_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
         prompt_tokens = (
@@ -185,6 +190,7 @@ def first_token(chain: RagChain, question: str, scope: Scope, history=()) -> Rec
 def ask_timed(chain: RagChain, llm: MeasuredLLM, question: str, scope: Scope, history=()) -> Record:
     start = time.perf_counter()
     llm.calls.clear()
+    llm.gate_p = None
     rec = Record(id="")
     answer = None
     for event in chain.stream(question, history, scope):
@@ -203,7 +209,7 @@ def ask_timed(chain: RagChain, llm: MeasuredLLM, question: str, scope: Scope, hi
         rec.prompt_tokens = answer_call["prompt_tokens"]
         rec.answer_tokens = llm.count_tokens(answer_call["text"])
         rec.ttft_s = answer_call["first"] - start if answer_call["first"] else None
-    rec.answer, rec.refused, rec.reason = answer.text, answer.refused, answer.reason
+    rec.answer, rec.refused, rec.reason, rec.gate_p = answer.text, answer.refused, answer.reason, llm.gate_p
     rec.cited_pages = [pages_of(c.hit) for c in answer.citations]
     rec.passages = [c.hit.chunk.text for c in answer.citations] or [h.chunk.text for h in answer.hits]
     return rec
@@ -269,11 +275,15 @@ def run_worker(args) -> None:
 
 
 def calibrate(items: list[Item], retriever) -> dict:
-    """Best dense cosine per item (scoped to its document) and per off-topic question (unscoped)."""
-    ans, unans = [], []
+    """Best dense cosine per item (scoped to its document) and per off-topic question (unscoped). Items that
+    retrieval already refuses (``missing``: e.g. a year with no report) never reach the threshold and are left out."""
+    ans, unans, missing = [], [], 0
     for item in items:
-        best = retriever.retrieve(item.question, Scope(docs=(item.doc,))).best_dense or 0.0
-        (ans if item.answerable else unans).append(best)
+        r = retriever.retrieve(item.question, Scope(docs=(item.doc,)))
+        if r.missing or r.best_dense is None:
+            missing += 1
+            continue
+        (ans if item.answerable else unans).append(r.best_dense)
     off = [retriever.retrieve(q, Scope()).best_dense or 0.0 for q in OFF_TOPIC]
     candidates = sorted({round(x, 3) for x in ans + unans + off} | {0.8})
     table = []
@@ -293,76 +303,28 @@ def calibrate(items: list[Item], retriever) -> dict:
         "unanswerable": sorted(unans),
         "off_topic": sorted(off),
         "recommended": keep_all,
+        "refused_by_retrieval": missing,
         "table": table,
     }
 
 
 # --- judging -------------------------------------------------------------------------------------------------------
 
-JUDGE_SYSTEM = (
-    "You grade answers to questions about company reports. Compare the candidate answer with the reference answer. "
-    "Reply with one word: correct (same main point and facts), partial (some of it), or wrong (different, missing "
-    "or contradicting)."
-)
-_YES = re.compile(r"^\W*(?:\[\[)?yes\b", re.I)
-_NO = re.compile(r"^\W*(?:\[\[)?no\b", re.I)
-_NOT_AVAILABLE = re.compile(r"not available|does not (?:define|report|mention|indicate)|cannot confirm", re.I)
 
-
-def gold_polarity(gold: str) -> str | None:
-    if _YES.search(gold):
-        return "yes"
-    if _NO.search(gold):
-        return "no"
-    return None
-
-
-def judge_item(item: Item, rec: Record, judge: LLM | None) -> tuple[float, str]:
+def judge_item(item: Item, rec: Record, judge) -> tuple[float, str]:
     """Correctness in [0, 1] and how it was decided.
 
-    Rules first: a refusal is correct only when the gold answer is "no / not available"; an answer that opens with
-    the opposite yes/no of the gold is wrong. Otherwise the judge LLM grades meaning (1 / 0.5 / 0); without a judge,
-    the share of the gold answer's numbers and content words found in the answer.
+    Unanswerable items: 1 when the chain refused. Answerable items: the project's judge (``rag.judge.Judge``,
+    validated on hand labels, docs/bench/evaluation.md): a yes/no gold answered the other way scores 0, a refusal
+    scores 1 only when the gold answer is itself "no / not disclosed", the share of the gold's numbers found in the
+    answer caps the judge LLM's grade (correct 1 / partial 0.5 / wrong 0).
     """
-    pol = gold_polarity(item.gold)
-    gold_negative = pol == "no" or bool(_NOT_AVAILABLE.search(item.gold)) or not item.answerable
-    if rec.refused:
-        return (1.0 if gold_negative else 0.0), "rule:refusal"
     if not item.answerable:
-        return 0.0, "rule:answered-unanswerable"
-    ans_pol = gold_polarity(rec.answer)
-    if pol and ans_pol and pol != ans_pol:
-        return 0.0, "rule:polarity"
-    if judge is None:
-        return lexical_overlap(item.gold, rec.answer), "lexical"
-    reference = re.sub(r"^\W*\[\[\w+\]\]\s*", "", item.gold)[:1500]
-    candidate = re.sub(r"\[\d+\]", "", rec.answer)[:1500]
-    user = (
-        f"Question: {item.question}\n\nReference answer: {reference}\n\n"
-        f"Candidate answer: {candidate}\n\nGrade (correct, partial or wrong):"
-    )
-    reply = "".join(judge.stream([ChatMessage("system", JUDGE_SYSTEM), ChatMessage("user", user)], 3)).lower()
-    reply = re.sub(r"^\W+", "", reply)
-    if reply.startswith("correct"):
-        return 1.0, "llm"
-    if reply.startswith("partial"):
-        return 0.5, "llm"
-    if reply.startswith(("wrong", "incorrect")):
-        return 0.0, "llm"
-    return lexical_overlap(item.gold, rec.answer), f"lexical (judge said {reply!r})"
+        return (1.0 if rec.refused else 0.0), "refusal"
+    return judge.correctness(item.question, rec.answer, item.gold, use_llm=judge.llm is not None), judge.name
 
 
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = set("the a an of and or to in for on by with is are was were be its it that this as at from has have".split())
-
-
-def lexical_overlap(gold: str, answer: str) -> float:
-    words = {w for w in _WORD.findall(gold.lower()) if w not in _STOP and w not in {"yes", "no"}}
-    got = set(_WORD.findall(answer.lower()))
-    return round(len(words & got) / len(words), 3) if words else 0.0
-
-
-def score(items: list[Item], rows: list[dict], judge: LLM | None) -> tuple[dict, list[dict]]:
+def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]:
     by_id = {r["id"]: Record(**r) for r in rows}
     details = []
     for item in items:
@@ -414,7 +376,8 @@ def score(items: list[Item], rows: list[dict], judge: LLM | None) -> tuple[dict,
         "total_p50_s": round(percentile([r["total_s"] for r in llm_rows], 50), 2) if llm_rows else None,
         "gen_tokens_per_s": round(sum(gen) / len(gen), 1) if gen else None,
         "prompt_tokens_mean": round(sum(r["prompt_tokens"] for r in llm_rows) / len(llm_rows)) if llm_rows else None,
-        "refused_without_llm": sum(not r["llm_called"] for r in rows),
+        "refused_by_retrieval": sum(not r["llm_called"] and r.get("gate_p") is None for r in rows),
+        "refused_by_gate": sum(not r["llm_called"] and r.get("gate_p") is not None for r in rows),
     }
     return m, details
 
@@ -428,7 +391,8 @@ def main() -> None:
     ap.add_argument("--models", default="small,large")
     ap.add_argument("--limit", type=int, default=None, help="stratified subset: all unanswerable + answerable")
     ap.add_argument("--kb", type=Path, default=Settings().model_cache / "bench-kb-esg")
-    ap.add_argument("--judge", default="large", help="'large', 'small', a .gguf path, or 'none' (lexical rule)")
+    ap.add_argument("--judge", default="large", help="judge LLM: 'large', 'small', a .gguf path, or 'none'")
+    ap.add_argument("--rescore", type=Path, default=None, help="re-judge the answers stored in this --json output")
     ap.add_argument("--threads", type=int, default=Settings().threads)
     ap.add_argument("--cache-probe", type=int, default=4, help="questions for the prefix-cache TTFT comparison")
     ap.add_argument("--json", type=Path, default=None)
@@ -444,6 +408,17 @@ def main() -> None:
 
     items = subset(load_items(args.qa), args.limit)
     settings = Settings.from_env(threads=args.threads)
+    if args.rescore:
+        out = json.loads(args.rescore.read_text())
+        wanted = {r["id"] for r in next(iter(out["models"].values()))["records"]}
+        items = [i for i in load_items(args.qa) if i.id in wanted]
+        runs = {
+            m: {k: v[k] for k in ("llm", "records", "cache", "follow_ups")}
+            | {k: v["metrics"][k] for k in ("load_s", "peak_rss_mb", "wall_s")}
+            for m, v in out["models"].items()
+        }
+        finish(out, runs, items, settings, args)
+        return
     pdfs = sorted((testdata() / "esg_pdfs").glob("*.pdf"))
     assistant = open_assistant(args.kb, pdfs, settings)
     calib = calibrate(load_items(args.qa), assistant.retriever())
@@ -486,7 +461,14 @@ def main() -> None:
             subprocess.run(cmd, check=True)
             runs[model] = json.loads(res_path.read_text())
             runs[model]["wall_s"] = round(time.perf_counter() - t)
-    judge = None if args.judge == "none" else make_llm(settings.replace(llm=args.judge))
+    finish(out, runs, items, settings, args)
+
+
+def finish(out: dict, runs: dict, items: list[Item], settings: Settings, args) -> None:
+    """Judge every model's answers, then print and write the results."""
+    from rag.judge import Judge
+
+    judge = Judge(llm=None if args.judge == "none" else make_llm(settings.replace(llm=args.judge)))
     for model, run in runs.items():
         metrics, details = score(items, run["records"], judge)
         cache = run["cache"]
@@ -508,7 +490,7 @@ def main() -> None:
             "cache": cache,
             "follow_ups": run["follow_ups"],
         }
-    out["judge"] = getattr(judge, "name", "lexical rule")
+    out["judge"] = judge.name
     text = json.dumps(out, ensure_ascii=False, indent=1)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -538,7 +520,8 @@ def summary_table(out: dict) -> str:
         ("prompt_tokens_mean", "prompt tokens (mean)"),
         ("total_p50_s", "answer time p50 (s)"),
         ("follow_up_sources_p50_s", "time to sources with follow-up rewrite p50 (s)"),
-        ("refused_without_llm", "refused without LLM call (QA items)"),
+        ("refused_by_retrieval", "refused by retrieval (no document/year, or below min_dense_score)"),
+        ("refused_by_gate", "refused by the answerability gate"),
         ("load_s", "model load (s)"),
         ("peak_rss_mb", "peak RSS (MB)"),
         ("wall_s", "benchmark wall time (s)"),

@@ -17,17 +17,20 @@ from typing import Protocol
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from rag.errors import RagError
-from rag.llm import LLM
+from rag.llm import BUNDLED, LLM, YesNoScorer
 from rag.prompt import (
+    attribute_citations,
     build_prompt,
     clean_rewrite,
     detect_language,
     extract_citations,
+    gate_messages,
     is_refusal,
     no_match_reason,
     refusal_reason_from_text,
     refusal_text,
     rewrite_messages,
+    silent_reason,
     strip_citations,
 )
 from rag.settings import Settings
@@ -37,6 +40,17 @@ log = logging.getLogger(__name__)
 
 REWRITE_MAX_TOKENS = 64
 ROUTE = "rag"
+
+# Answerability gate: before answering, the model's P(yes) that the passages state the answer; below the model's
+# threshold the question is refused without generating. Calibrated on the English ESG QA set (46 questions that reach
+# the LLM; benchmarks/answers.py, docs/bench/answers.md). The 1.5B model separates answerable from unanswerable
+# questions (at 0.62: 83% kept, 81% refused); the 0.5B model leans to "no" on everything (P(yes) 0.21-0.31 either
+# way), so its gate is off. Models not calibrated here are not gated.
+GATE_THRESHOLDS: dict[str, float] = {
+    BUNDLED["large"].display: 0.62,
+    BUNDLED["small"].display: 0.0,
+}
+DEFAULT_GATE = 0.0
 
 
 class Retriever(Protocol):
@@ -63,10 +77,13 @@ class RagChain:
     by the removal of invalid ``[n]`` marks: show ``answer.text`` once ``done`` arrives.
     """
 
-    def __init__(self, retriever: Retriever, llm: LLM, settings: Settings) -> None:
+    def __init__(self, retriever: Retriever, llm: LLM, settings: Settings, gate: float | None = None) -> None:
+        """``gate``: P(yes) below which the passages are judged not to hold the answer (``None``: the calibrated
+        value for the model, off for uncalibrated ones; ``0``: off). Only ``YesNoScorer`` LLMs are gated."""
         self.retriever = retriever
         self.llm = llm
         self.settings = settings
+        self.gate = GATE_THRESHOLDS.get(llm.name, DEFAULT_GATE) if gate is None else gate
         self.chain: Runnable[Turn, Event] = (
             RunnableLambda(self._condense, name="condense")
             | RunnableLambda(self._retrieve, name="retrieve")
@@ -82,7 +99,7 @@ class RagChain:
         start = time.perf_counter()
         messages = rewrite_messages(turn.question, turn.history)
         raw = "".join(self.llm.stream(messages, max_tokens=REWRITE_MAX_TOKENS, stop=("\n",)))
-        standalone = clean_rewrite(raw, turn.question)
+        standalone = clean_rewrite(raw, turn.question, turn.history)
         log.info("rewrote %r -> %r in %.2f s", turn.question, standalone, time.perf_counter() - start)
         return replace(turn, standalone=standalone)
 
@@ -123,6 +140,15 @@ class RagChain:
             prompt.truncated,
         )
         yield Event("sources", hits=prompt.hits)
+        if self.gate > 0 and isinstance(self.llm, YesNoScorer):
+            p_yes = self.llm.yes_probability(gate_messages(prompt))
+            log.debug("answerability P(yes) = %s (gate %.2f)", p_yes, self.gate)
+            if p_yes is not None and p_yes < self.gate:
+                reason = silent_reason(turn.language)
+                text = refusal_text(turn.language, reason)
+                yield Event("token", text=text)
+                yield Event("done", answer=replace(base, text=text, hits=prompt.hits, refused=True, reason=reason))
+                return
         pieces: list[str] = []
         for piece in self.llm.stream(prompt.messages, max_tokens=s.max_answer_tokens):
             pieces.append(piece)
@@ -163,5 +189,5 @@ def finalize(raw: str, hits, language: str, base: Answer) -> Answer:
     if is_refusal(raw):
         # A refusal has no sources: strip marks so text and citations agree.
         return replace(base, text=strip_citations(raw), refused=True, reason=refusal_reason_from_text(raw, language))
-    text, citations = extract_citations(raw, hits)
+    text, citations = extract_citations(attribute_citations(raw, hits), hits)
     return replace(base, text=text, citations=citations)

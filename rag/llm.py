@@ -48,6 +48,19 @@ class LLM(Protocol):
         ...
 
 
+@runtime_checkable
+class YesNoScorer(Protocol):
+    """An LLM that can say how likely its reply would start with yes rather than no, from one forward pass."""
+
+    def yes_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """P(yes) / (P(yes) + P(no)) for the first reply token, or ``None`` when the model would say neither."""
+        ...
+
+
+YES_WORDS = ("Yes", "yes", "YES", "是")
+NO_WORDS = ("No", "no", "NO", "否", "不")
+
+
 # ChatML wraps each message in "<|im_start|>role\n" ... "<|im_end|>\n" (5 tokens) and the reply opens with
 # "<|im_start|>assistant\n" (3 tokens); callers budgeting a prompt add this per message.
 MESSAGE_OVERHEAD = 6
@@ -226,6 +239,39 @@ class LlamaCppLLM:
         tokens += special("<|im_start|>assistant\n")
         return tokens
 
+    def yes_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """Read the prompt (reusing the cached prefix) and compare the next-token probabilities of yes and no words.
+
+        Costs one prompt evaluation and no sampling; the KV cache keeps the prompt, so a following ``stream`` whose
+        messages share its prefix starts almost at once.
+        """
+        import numpy as np
+
+        tokens = self.prompt_tokens(messages)
+        if len(tokens) + 1 > self.n_ctx:
+            raise ModelError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        if not self._lock.acquire(timeout=self.lock_timeout_s):
+            raise Busy("the language model is busy answering other questions; try again shortly")
+        try:
+            llama = self._get()
+            steps = llama.generate(tokens, temp=0.0)
+            next(steps)  # evaluates the prompt; the logits of its last position stay in the context
+            steps.close()
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),)).astype(np.float64)
+        finally:
+            self._lock.release()
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+
+        def mass(words: Sequence[str]) -> float:
+            ids = {t[0] for w in words if (t := llama.tokenize(w.encode("utf-8"), add_bos=False, special=False))}
+            return float(sum(probs[i] for i in ids))
+
+        yes, no = mass(YES_WORDS), mass(NO_WORDS)
+        if yes + no < 0.2:
+            return None
+        return yes / (yes + no)
+
     def reset_cache(self) -> None:
         """Forget the KV cache so the next call evaluates its whole prompt (used to measure the prefix cache)."""
         with self._lock:
@@ -355,11 +401,19 @@ class ScriptedLLM:
         replies: Sequence[str] | Callable[[Sequence[ChatMessage]], str] = (),
         n_ctx: int = 4096,
         name: str = "scripted",
+        yes: Sequence[float | None] = (),
     ) -> None:
         self.name = name
         self.n_ctx = n_ctx
         self._replies = replies if callable(replies) else list(replies)
+        self._yes = list(yes)
         self.calls: list[list[ChatMessage]] = []
+        self.yes_calls: list[list[ChatMessage]] = []
+
+    def yes_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """The next scripted ``yes`` value (``None``, "no opinion", once they run out)."""
+        self.yes_calls.append(list(messages))
+        return self._yes.pop(0) if self._yes else None
 
     def count_tokens(self, text: str) -> int:
         return len(_CJK.sub(" ", text).split()) + len(_CJK.findall(text))

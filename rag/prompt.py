@@ -17,7 +17,8 @@ from rag.types import Citation, Hit, Scope
 REFUSAL = {"en": "The documents don't answer this", "zh": "根据已知信息无法回答该问题"}
 
 # Stable prefix: never format anything into it (a changed byte re-reads it on every question). The worked example
-# costs nothing per question once cached, and is what makes the small models cite and decline in the right form.
+# costs nothing per question once cached and shows the models how to cite. It has no refusal: the 0.5B model copied
+# an example refusal instead of answering (issue 3); declining is left to the rule and, for the 1.5B model, the gate.
 SYSTEM_PROMPT = f"""You are an ESG report assistant. Answer the user's question using only the numbered passages \
 in the user's message.
 - Cite the passage number after every fact, like [1] or [2][3].
@@ -38,17 +39,18 @@ The board reviews climate risks twice a year.
 Question: How much did the plant cut its water use in 2022?
 Answer: It cut water use by 12% compared with 2021 [1].
 Question: Does the board oversee climate risks?
-Answer: Yes. The board reviews climate risks twice a year [2].
-Question: What is the company's biodiversity target?
-Answer: {REFUSAL["en"]}: no passage mentions a biodiversity target."""
+Answer: Yes. The board reviews climate risks twice a year [2]."""
 
 _ASK = {"en": "Question: {question}", "zh": "问题：{question}\n请用中文回答。"}
 
+_REWRITE_EXAMPLE = "What is Siemens' waste target?"
 _REWRITE = (
-    "Rewrite the follow-up question below as one standalone question that can be understood without the "
-    "conversation: fill in the company, year, document or topic it refers to. Keep the language of the follow-up. "
-    "Do not answer it. Reply with the rewritten question only.\n\n"
-    "Conversation:\n{conversation}\n\nFollow-up question: {question}\nStandalone question:"
+    "Rewrite the follow-up question as one standalone question: replace words like it, its, they, that year with the "
+    "company, year or topic they refer to in the conversation. Keep the language of the follow-up. Do not answer "
+    "it. Reply with the rewritten question only.\n\n"
+    "Example\nConversation:\nUser: What is Siemens' water withdrawal target?\nAssistant: A 10% cut by 2030.\n"
+    f"Follow-up question: And its waste target?\nStandalone question: {_REWRITE_EXAMPLE}\n\n"
+    "Conversation:\n{conversation}\nFollow-up question: {question}\nStandalone question:"
 )
 
 MIN_PASSAGE_TOKENS = 48  # a truncated passage shorter than this is dropped instead
@@ -198,6 +200,28 @@ def build_prompt(
     return Prompt(messages, tuple(ordered), tokens, language, len(hits) - len(chosen), truncated)
 
 
+# --- answerability gate ---------------------------------------------------------------------------------------------
+
+_GATE = {
+    "en": "\n\nDo the passages above state the answer to this question? Reply yes or no.",
+    "zh": "\n\n上述段落是否给出了这个问题的答案？请只回答“是”或“否”。",
+}
+
+
+def gate_messages(prompt: Prompt) -> tuple[ChatMessage, ...]:
+    """The answer prompt with a yes/no question appended to the user message. It shares the answer prompt's tokens up
+    to the question, so llama.cpp reads the passages once for both."""
+    system, user = prompt.messages
+    return (system, ChatMessage("user", user.content + _GATE[prompt.language]))
+
+
+def silent_reason(language: str) -> str:
+    """Why a gated question is refused: the passages found do not state the answer."""
+    if language == "zh":
+        return "检索到的段落没有给出答案（文档可能未披露该信息）"
+    return "the passages found do not state it (the documents may not disclose it)"
+
+
 # --- follow-up rewriting ------------------------------------------------------------------------------------------
 
 _CITE_MARK = re.compile(r"\s*[\[【]\d+(?:\s*[,，、\-–]\s*\d+)*[\]】]")
@@ -218,12 +242,50 @@ def rewrite_messages(
     return (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", content))
 
 
-def clean_rewrite(raw: str, question: str) -> str:
-    """The rewritten question from the model's reply, or ``question`` when the reply is unusable."""
+_QUESTION_WORDS = frozenset(
+    "what which who whom whose when where why how does do did is are was were can could should will would has have "
+    "had the a an and or in on of for to by with please tell give list describe explain compare".split()
+)
+
+
+def context_terms(question: str) -> str:
+    """Names, years and codes of an earlier question ("Costco, FY22"), to carry into a follow-up that lost them.
+    A Chinese question is kept whole (up to 60 characters): names are not marked by capitals there."""
+    question = sanitize(question).strip()
+    if detect_language(question) == "zh":
+        return question[:60]
+    terms = []
+    for word in re.findall(r"[A-Za-z0-9][\w&.\-]*", question):
+        word = re.sub(r"(?:'s|’s)$", "", word).rstrip(".")
+        if (word[:1].isupper() or any(c.isdigit() for c in word)) and word.lower() not in _QUESTION_WORDS:
+            terms.append(word)
+    return ", ".join(dict.fromkeys(terms))
+
+
+def clean_rewrite(raw: str, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
+    """The rewritten question from the model's reply. When the reply is unusable (empty, a refusal, an essay, the
+    example, or a repeat of an earlier question), the follow-up with the last question as context."""
     text = raw.strip().splitlines()[0].strip() if raw.strip() else ""
     text = re.sub(r"^(standalone question|rewritten question|question|问题)\s*[:：]\s*", "", text, flags=re.I)
     text = text.strip().strip("\"'“”‘’「」").strip()
-    if not text or len(text) > 3 * len(question) + 200 or is_refusal(text):
+
+    def norm(t: str) -> str:
+        return re.sub(r"\W+", " ", t).strip().lower()
+
+    earlier = {norm(u) for u, _ in history}
+    # What the follow-up adds (e.g. "Scope 1", "change") must survive, or the model just repeated an earlier turn.
+    new_words = _units(question) - set().union(*(_units(u) for u, _ in history))
+    lost = bool(new_words) and not (new_words & _units(text))
+    if (
+        not text
+        or len(text) > 3 * len(question) + 200
+        or is_refusal(text)
+        or lost
+        or norm(text) in earlier | {norm(_REWRITE_EXAMPLE)}
+    ):
+        if history and norm(question) not in earlier:
+            terms = context_terms(history[-1][0])
+            return f"{question} ({terms})" if terms else question
         return question
     return text
 
@@ -265,6 +327,48 @@ def extract_citations(text: str, hits: Sequence[Hit]) -> tuple[str, tuple[Citati
     cleaned = re.sub(r"[ \t]+([.,;:!?。，；：！？])", r"\1", cleaned)
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
     return cleaned, tuple(cited.values())
+
+
+_STOP = frozenset(
+    """a an the and or of to in on for by with is are was were be been its it this that these as at from has have
+    had not no yes than which who will would can our their they we also into over per company""".split()
+)
+_TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SENTENCE = re.compile(r"[^.!?。！？\n]+(?:[.!?。！？]+|$)")
+
+
+def _units(text: str) -> set[str]:
+    """Content words and numbers (Latin) plus character bigrams (CJK), for overlap scores."""
+    low = text.lower()
+    words = {w for w in _TOKEN.findall(low) if w not in _STOP and (len(w) > 2 or w.isdigit())}
+    cjk = "".join(_CJK.findall(low))
+    return words | {cjk[i : i + 2] for i in range(len(cjk) - 1)}
+
+
+def attribute_citations(text: str, hits: Sequence[Hit], min_support: float = 0.6) -> str:
+    """Add ``[n]`` after each sentence of an answer that cites nothing, when passage ``n`` holds every number of the
+    sentence and at least ``min_support`` of its words (CJK: character pairs). Small models often answer correctly
+    from a passage without marking it; a sentence no single passage supports stays unmarked."""
+    if not hits or _CITATION.search(text):
+        return text
+    passages = [(_units(h.chunk.text), set(_NUMBER.findall(h.chunk.text))) for h in hits]
+    out = []
+    for m in _SENTENCE.finditer(text):
+        sentence = m.group(0)
+        units, numbers = _units(sentence), set(_NUMBER.findall(sentence))
+        best, best_n = 0.0, 0
+        for n, (p_units, p_numbers) in enumerate(passages, 1):
+            if units and numbers <= p_numbers:
+                support = len(units & p_units) / len(units)
+                if support > best:
+                    best, best_n = support, n
+        if best >= min_support and len(units) >= 3:
+            body = sentence.rstrip()
+            end = len(body.rstrip(".!?。！？"))
+            sentence = f"{body[:end]} [{best_n}]{body[end:]}" + sentence[len(body) :]
+        out.append(sentence)
+    return "".join(out) if out else text
 
 
 def strip_citations(text: str) -> str:

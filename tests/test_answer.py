@@ -114,11 +114,18 @@ def test_a_follow_up_is_rewritten_then_retrieved_and_answered():
     assert answer.standalone_question == "What was Costco's emissions target in 2022?"
 
 
-def test_an_unusable_rewrite_falls_back_to_the_question():
+def test_an_unusable_rewrite_falls_back_to_the_question_with_its_context():
     llm = ScriptedLLM(["", "Answer [1]."])
     retriever = FakeRetriever()
-    RagChain(retriever, llm, SETTINGS).ask("and in 2022?", history=[("q", "a")])
-    assert retriever.calls[0][0] == "and in 2022?"
+    RagChain(retriever, llm, SETTINGS).ask("and in 2022?", history=[("Costco's target?", "a")])
+    assert retriever.calls[0][0] == "and in 2022? (Costco)"
+
+
+def test_an_uncited_answer_is_attributed_to_the_passage_that_states_it():
+    llm = ScriptedLLM(["Costco aims to reduce Scope 1 and 2 emissions 39% by 2030 from a 2020 baseline."])
+    answer = RagChain(FakeRetriever(), llm, SETTINGS).ask("What is Costco's target?")
+    assert answer.text.endswith("baseline [1].")
+    assert [c.hit.chunk.id for c in answer.citations] == ["id0"]
 
 
 def test_scope_is_passed_to_the_retriever():
@@ -195,6 +202,43 @@ def test_prompt_fits_the_context_window():
     RagChain(FakeRetriever(big), llm, settings).ask("q?")
     used = sum(llm.count_tokens(m.content) + 6 for m in llm.calls[0]) + 4
     assert used + 100 <= 400
+
+
+def test_the_answerability_gate_refuses_before_generating():
+    llm = ScriptedLLM(["never streamed"], yes=[0.2])
+    events = run(RagChain(FakeRetriever(), llm, SETTINGS, gate=0.5), "What is Costco's water target?")
+    assert [e.kind for e in events] == ["sources", "token", "done"]
+    answer = events[-1].answer
+    assert answer.refused and answer.citations == () and llm.calls == []
+    assert answer.text.startswith("The documents don't answer this: the passages found do not state it")
+    assert answer.hits == events[0].hits and len(answer.hits) == 5  # the passages that were read stay visible
+    # the gate question extends the answer prompt, so llama.cpp reads the passages once for both
+    gate_msgs = llm.yes_calls[0]
+    prompt_user = gate_msgs[1].content.split("\n\nDo the passages above state the answer")[0]
+    assert prompt_user.endswith("Question: What is Costco's water target?")
+    assert gate_msgs[0].content == SYSTEM_PROMPT
+
+
+def test_the_gate_lets_answerable_questions_through():
+    llm = ScriptedLLM(["39% by 2030 [1]."], yes=[0.9])
+    answer = RagChain(FakeRetriever(), llm, SETTINGS, gate=0.5).ask("target?")
+    assert not answer.refused and len(llm.calls) == 1 and len(llm.yes_calls) == 1
+    assert llm.calls[0][1].content == llm.yes_calls[0][1].content.split("\n\nDo the passages")[0]
+
+
+def test_no_opinion_or_a_disabled_gate_means_answering():
+    llm = ScriptedLLM(["ok [1]"], yes=[None])
+    assert not RagChain(FakeRetriever(), llm, SETTINGS, gate=0.5).ask("q?").refused
+    off = ScriptedLLM(["ok [1]"], yes=[0.0])
+    assert not RagChain(FakeRetriever(), off, SETTINGS, gate=0).ask("q?").refused
+    assert off.yes_calls == []
+
+
+def test_chinese_gate_question_is_chinese():
+    llm = ScriptedLLM([], yes=[0.1])
+    answer = RagChain(FakeRetriever(), llm, SETTINGS, gate=0.5).ask("Costco 的用水目标是什么？")
+    assert "请只回答“是”或“否”" in llm.yes_calls[0][1].content
+    assert answer.refused and answer.text.startswith(REFUSAL["zh"])
 
 
 class ClosingLLM(ScriptedLLM):

@@ -230,6 +230,17 @@ def test_prompt_budget_holds_with_the_real_tokenizer(llm_small):
 
 
 @pytest.mark.slow
+def test_yes_probability_reads_the_models_yes_no_preference(llm_small):
+    def ask(q: str) -> float | None:
+        return llm_small.yes_probability([ChatMessage("user", f"{q} Reply yes or no.")])
+
+    sure, unsure = ask("Is 2 + 2 equal to 4?"), ask("Is 2 + 2 equal to 5?")
+    assert sure is not None and unsure is not None
+    assert 0.0 <= unsure < sure <= 1.0
+    assert "".join(llm_small.stream([ChatMessage("user", "Say OK.")], 5))  # the model still streams afterwards
+
+
+@pytest.mark.slow
 def test_context_overflow_is_refused_before_generation(llm_small):
     huge = [ChatMessage("user", "word " * (llm_small.n_ctx + 10))]
     with pytest.raises(ModelError, match="exceeds the context"):

@@ -11,8 +11,10 @@ from rag.llm import ScriptedLLM
 from rag.prompt import (
     REFUSAL,
     SYSTEM_PROMPT,
+    attribute_citations,
     build_prompt,
     clean_rewrite,
+    context_terms,
     detect_language,
     extract_citations,
     is_refusal,
@@ -214,3 +216,41 @@ def test_clean_rewrite():
     assert clean_rewrite("", q) == q
     assert clean_rewrite("The documents don't answer this.", q) == q
     assert clean_rewrite("x" * 1000, q) == q
+
+
+def test_a_rewrite_that_repeats_an_earlier_question_or_the_example_falls_back_with_context():
+    history = [("What were Costco's emissions in FY22?", "174M t [1].")]
+    q = "And how did Scope 1 change?"
+    expected = "And how did Scope 1 change? (Costco, FY22)"
+    assert clean_rewrite("What were Costco's emissions in FY22?", q, history) == expected
+    assert clean_rewrite("What was Costco's emission in FY22?", q, history) == expected  # nothing of the follow-up
+    assert clean_rewrite("What is Siemens' waste target?", q, history) == expected
+    assert clean_rewrite("", q, history) == expected
+    assert clean_rewrite("How did Costco's Scope 1 emissions change in FY22?", q, history) == (
+        "How did Costco's Scope 1 emissions change in FY22?"
+    )
+
+
+def test_context_terms_carry_names_years_and_codes():
+    assert context_terms("What were Costco's total emissions in FY22?") == "Costco, FY22"
+    assert context_terms("How does Rio Tinto plan to reach net zero by 2050?") == "Rio, Tinto, 2050"
+    assert context_terms("what is the target") == ""
+    assert context_terms("腾讯2022年的碳排放是多少？") == "腾讯2022年的碳排放是多少？"
+
+
+def test_uncited_sentences_get_the_passage_that_supports_them():
+    hits = [
+        hit(1, text="Scope 3 intensity should fall 20% by 2030 under the five-pillar plan."),
+        hit(2, text="We committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 from 2020."),
+    ]
+    text = "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030. It is ambitious!"
+    assert attribute_citations(text, hits) == (
+        "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 [2]. It is ambitious!"
+    )
+    # a number no passage holds, or an answer that already cites, is left alone
+    wrong = "Costco committed to a 45% absolute reduction of Scope 1 and 2 emissions by 2030."
+    assert attribute_citations(wrong, hits) == wrong
+    cited = "Scope 3 intensity falls 20% [1]. Costco committed to a 39% absolute reduction by 2030."
+    assert attribute_citations(cited, hits) == cited
+    zh = [hit(1, text="本报告建议证监会要求公司强制披露标准化的关键ESG指标。")]
+    assert attribute_citations("报告建议证监会要求公司强制披露标准化ESG指标。", zh).endswith("[1]。")
