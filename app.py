@@ -134,7 +134,6 @@ TEXT: dict[str, dict[str, str]] = {
         "eval_limit": "Questions to run (0 = all)",
         "eval_run": "Run evaluation",
         "eval_stop": "Stop",
-        "eval_report": "Report",
         "eval_charts": "Charts",
         "eval_files": "Download (zip, report.md, charts)",
         "eval_done": "✓ {n} questions evaluated in {s:.0f} s ({reused} reused from an earlier run) · {source}",
@@ -221,7 +220,6 @@ TEXT: dict[str, dict[str, str]] = {
         "eval_limit": "运行的问题数（0 = 全部）",
         "eval_run": "开始评估",
         "eval_stop": "停止",
-        "eval_report": "报告",
         "eval_charts": "图表",
         "eval_files": "下载（zip、report.md、图表）",
         "eval_done": "✓ 已评估 {n} 个问题，用时 {s:.0f} 秒（{reused} 个沿用之前的结果）· {source}",
@@ -870,6 +868,7 @@ sup.esg-cite { display: inline-block; min-width: 1.3em; padding: 0 4px; margin: 
 .esg-results .fail { color: #b91c1c; border-left: 4px solid #dc2626; }
 #esg-docs-table *, #esg-transcript * { font-family: var(--font) !important; }
 .esg-bottom { align-items: flex-end; }
+#esg-eval-report table { font-size: 0.82rem; }
 #esg-footer { text-align: center; font-size: 0.8rem; color: var(--body-text-color-subdued); }
 """
 
@@ -1062,21 +1061,23 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                         eval_limit = gr.Number(0, precision=0, minimum=0, label=t(lang0, "eval_limit"))
                         eval_run_btn = gr.Button(t(lang0, "eval_run"), variant="primary", elem_id="esg-eval-run")
                         eval_stop_btn = gr.Button(t(lang0, "eval_stop"), variant="stop", size="sm")
-                eval_status = gr.Markdown("", elem_id="esg-eval-status")
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=3):
-                        eval_report = gr.Markdown(
-                            "", label=t(lang0, "eval_report"), max_height=720, elem_id="esg-eval-report"
-                        )
-                    with gr.Column(scale=2, min_width=300):
-                        eval_charts = gr.Gallery(
-                            label=t(lang0, "eval_charts"),
-                            columns=1,
-                            height="auto",
-                            format="png",
-                            buttons=["fullscreen"],
-                        )
-                        eval_files = gr.File(file_count="multiple", label=t(lang0, "eval_files"), interactive=False)
+                eval_status = gr.Markdown("", min_height=64, elem_id="esg-eval-status")  # the progress bar shows here
+                # Results appear after a run: charts in a row (click to enlarge), downloads, then the full-width report
+                # (its per-question table is wide).
+                eval_charts = gr.Gallery(
+                    label=t(lang0, "eval_charts"),
+                    columns=3,
+                    height="auto",
+                    object_fit="contain",
+                    format="png",
+                    buttons=["fullscreen", "download"],
+                    visible=False,
+                    elem_id="esg-eval-charts",
+                )
+                eval_files = gr.File(
+                    file_count="multiple", label=t(lang0, "eval_files"), interactive=False, visible=False
+                )
+                eval_report = gr.Markdown("", max_height=900, elem_id="esg-eval-report")
         footer = gr.Markdown(footer_text(lang0, storage), elem_id="esg-footer")
 
         # -------------------------------------------------------------- handlers
@@ -1331,8 +1332,8 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
             return (
                 run.summary,
                 run.markdown,
-                [str(p) for p in run.charts],
-                [str(run.archive), str(run.report)] + [str(p) for p in run.charts],
+                gr.Gallery(value=[str(p) for p in run.charts], visible=True),
+                gr.File(value=[str(run.archive), str(run.report)] + [str(p) for p in run.charts], visible=True),
             )
 
         eval_event = eval_run_btn.click(

@@ -58,6 +58,14 @@ def scripted(messages) -> str:
     return "Scope 1 emissions were 388,500 tCO2e in 2023 [1]."
 
 
+@pytest.fixture(autouse=True)
+def pinned_code(monkeypatch):
+    """Cache keys hash the pipeline's and the judge's source: pin them, so edits to those files while the tests run
+    (others work on them) can't void a rerun that the test expects to reuse."""
+    monkeypatch.setattr("rag.evaluate.code_fingerprint", lambda *a, **k: "pinned")
+    monkeypatch.setattr("rag.evaluate.judge_fingerprint", lambda judge: f"pinned-{judge.name}")
+
+
 @pytest.fixture(scope="module")
 def sample_kb(tmp_path_factory, embedder):
     """The two sample PDFs ingested once for the module (copied per test)."""
@@ -82,6 +90,13 @@ def make_app(tmp_path, sample_kb, embedder):
         return assistant, demo, demo.controller
 
     return build
+
+
+def shown(update: gr.Gallery | gr.File) -> list[tuple[str, Path]]:
+    """(original name, served copy) of each file in a Gallery or File update (Gradio copies them into its cache)."""
+    assert update.visible is True
+    items = [v.get("image", v) for v in update.value]
+    return [(v["orig_name"], Path(v["path"])) for v in items]
 
 
 def write_qa(path: Path, rows: list[dict]) -> str:
@@ -113,22 +128,24 @@ def test_sample_set_runs_with_progress_report_charts_and_downloads(make_app):
     assert len(fractions) >= n and fractions == sorted(fractions) and fractions[-1] == 1.0
     assert all(0.0 <= f <= 1.0 for f in fractions) and any(f"1/{n} What were" in (m or "") for _, m in progress.calls)
     # Charts and downloads: the zip holds report.md and every chart; the files are offered one by one too.
-    assert [Path(c).name for c in charts] == ["report_overall.png", "report_by_document.png", "report_questions.png"]
-    assert all(Path(c).read_bytes()[:8] == PNG for c in charts)
-    archive, report_md, *pngs = (Path(f) for f in files)
-    assert archive.suffix == ".zip" and report_md.name == "report.md" and [str(p) for p in pngs] == charts
-    with zipfile.ZipFile(archive) as zf:
-        assert sorted(zf.namelist()) == sorted(["report.md", *(Path(c).name for c in charts)])
+    pngs = ["report_overall.png", "report_by_document.png", "report_questions.png"]
+    assert [name for name, _ in shown(charts)] == pngs
+    assert all(path.read_bytes()[:8] == PNG for _, path in shown(charts))
+    assert [name for name, _ in shown(files)] == ["evaluation_report.zip", "report.md", *pngs]
+    with zipfile.ZipFile(shown(files)[0][1]) as zf:
+        assert sorted(zf.namelist()) == sorted(["report.md", *pngs])
         md = zf.read("report.md").decode("utf-8")
     assert "![overall](report_overall.png)" in md  # the downloaded report links the charts beside it
-    # Files live outside the folder Gradio serves by path (the answer cache may quote private documents).
-    assert not archive.resolve().is_relative_to(ctl.media_dir)
+    # The run's own folder is outside the one Gradio serves by path (the answer cache may quote private documents).
+    first = ui.eval_out
+    assert (first / "report.md").is_file() and not first.resolve().is_relative_to(ctl.media_dir)
+    assert not ctl.eval_root.resolve().is_relative_to(ctl.media_dir)
 
     # A second run reuses every finished question: no LLM call, and the earlier report folder is cleaned up.
     calls = len(llm.calls)
-    status2, *_, files2 = handler(demo, "on_eval")(None, "hybrid", "same", 0, ui, progress=Recorder())
+    status2, *_ = handler(demo, "on_eval")(None, "hybrid", "same", 0, ui, progress=Recorder())
     assert f"({n} reused from an earlier run)" in status2 and len(llm.calls) == calls
-    assert not archive.exists() and Path(files2[0]).is_file()
+    assert not first.exists() and (ui.eval_out / "report.md").is_file()
 
 
 def test_private_uploads_are_evaluated_and_unknown_documents_skipped(make_app, tmp_path, monkeypatch):
@@ -151,7 +168,7 @@ def test_private_uploads_are_evaluated_and_unknown_documents_skipped(make_app, t
     assert "⚠ Skipped 1 question(s) whose document is not in the knowledge base: qinghe_energy" in status
     assert "## Skipped" in report and "qh-01" in report and "| nw-01 |" in report
     assert "- Judge: deterministic" in report
-    assert len(charts) == 3 and Path(files[0]).is_file()
+    assert len(shown(charts)) == 3 and shown(files)[0][1].is_file()
     # Another visitor sees no documents at all: a clear error, not an empty report.
     with pytest.raises(gr.Error) as err:
         handler(demo, "on_eval")(qa, "hybrid", "none", 0, other, progress=Recorder())
@@ -202,7 +219,9 @@ def test_stop_keeps_finished_questions_and_a_rerun_continues(make_app):
 
     status, report, charts, files = on_eval(None, "hybrid", "none", 4, ui, progress=Recorder(then=press_stop))
     assert status == app.t("en", "eval_stopped")
-    assert all(isinstance(o, gr.components.Component) for o in (report, charts, files))  # left as they were
+    # Bare component instances are "no change" updates: the previous results stay on screen.
+    assert isinstance(report, gr.Markdown) and isinstance(charts, gr.Gallery) and isinstance(files, gr.File)
+    assert not report.value and not charts.value and not files.value
     asked = len(llm.calls)
     assert asked == 2
 
@@ -271,7 +290,7 @@ def test_two_sample_questions_with_the_real_small_llm(make_app, llm_small):
         row = next(line for line in report.splitlines() if line.startswith(f"| {qid} |"))
         cells = [c.strip() for c in row.split("|")[4:12]]
         assert all(c == "–" or 0.0 <= float(c) <= 1.0 for c in cells), row
-    assert all(Path(c).read_bytes()[:8] == PNG for c in charts) and len(charts) == 3
-    with zipfile.ZipFile(files[0]) as zf:
+    assert all(path.read_bytes()[:8] == PNG for _, path in shown(charts)) and len(shown(charts)) == 3
+    with zipfile.ZipFile(shown(files)[0][1]) as zf:
         assert "report.md" in zf.namelist()
     assert progress.calls[-1][0] == 1.0
