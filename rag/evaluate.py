@@ -616,7 +616,7 @@ def score_question(row: QARow, answer: Answer, retrieval: Retrieval, judge: Judg
     if ranked:
         if row.has_gold_context:
             cp = context_precision([bool(gold_units(h, row)) for h in ranked])
-        elif row.answerable and judge.llm is not None:
+        elif row.answerable and (judge.llm is not None or judge.embedder is not None):
             verdicts = [judge.passage_relevant(row.question, h.chunk.text) for h in ranked]
             cp = context_precision([bool(v) for v in verdicts])
 

@@ -351,7 +351,9 @@ def test_report_markdown_and_charts(sample_settings, embedder, tmp_path):
     assert overall["refusal"] == (1.0, 2)  # the two unanswerable rows were declined
     assert overall["hit"][1] == 3 and 0 <= overall["faithfulness"][0] < 1
     nw01 = next(r for r in report.results if r.row.id == "nw-01")
-    assert nw01.scores.faithfulness == 1.0 and nw01.scores.correctness == 0.5  # the scripted grade is "partial"
+    # The scripted model is no validated judge (rag.judge.VALIDATED_LLM_METRICS), so its "partial" grade is not
+    # asked for: the deterministic check finds the gold figure in the answer.
+    assert nw01.scores.faithfulness == 1.0 and nw01.scores.correctness == 1.0
     worst = report.worst_first()
     assert worst[0].scores.mean() <= worst[-1].scores.mean()
     md, charts = write_report(report, tmp_path)
