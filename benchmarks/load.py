@@ -271,6 +271,14 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "rss_peak_mb": round(max(mb), 0) if mb else 0.0,
         "rss_after_1min_mb": round(after_1min, 0),
         "rss_end_mb": round(mb[-1], 0) if mb else 0.0,
+        # Highest sample in each minute: a leak shows as a steady climb, a warm-up as an early step then flat.
+        "rss_by_minute_mb": [
+            round(max(m for s, m in memory.samples if int(s // 60) == minute))
+            for minute in sorted({int(s // 60) for s, _ in memory.samples})
+        ],
+        "requests_by_minute": [
+            sum(1 for o in outcomes if int(o.start // 60) == minute) for minute in range(int(wall // 60) + 1)
+        ],
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in load_after],
         "app_alive_at_end": alive,
@@ -290,6 +298,8 @@ def markdown(r: dict) -> str:
             f"| {r['users']} | {r['mode']} | {r['wall_s']} | {r['requests']} | {out} | {r['throughput_per_min']} | "
             f"{r['p50_s']} | {r['p95_s']} | {r['max_s']} | {r['server_errors']} | {r['rss_peak_mb']:.0f} | "
             f"{r['rss_after_1min_mb']:.0f} → {r['rss_end_mb']:.0f} | {r['load_before'][0]} → {r['load_after'][0]} |",
+            "",
+            f"Server RSS by minute (MB, highest sample): {', '.join(map(str, r['rss_by_minute_mb']))}",
         ]
     )
 

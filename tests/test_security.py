@@ -54,6 +54,7 @@ def server(tmp_path_factory, embedder):
         "ESG_LLM": "small",
         "ESG_THREADS": "2",
         "ESG_ADMIN_TOKEN": "admin-token-for-tests",  # shared mode: visitors' uploads are private
+        "ESG_MAX_UPLOAD_MB": "1",  # small, so the over-size probe stays small
         "GRADIO_TEMP_DIR": str(uploads),
         "HF_HUB_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",
@@ -151,6 +152,16 @@ def test_file_serving_refuses_traversal_absolute_paths_and_the_knowledge_base(se
             leaks.append(f"{status} {target} {found} {body[:80]!r}")
     assert leaks == [], "served outside the upload cache:\n" + "\n".join(leaks)
     assert server["app"].proc.poll() is None, "the app died under the probes"
+
+
+def test_oversize_upload_is_refused_before_it_is_stored(server):
+    port = server["port"]
+    big = b"%PDF-1.4\n" + b"0" * (3 * 2**19)  # 1.5 MB, over ESG_MAX_UPLOAD_MB=1
+    resp = httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload", files={"files": ("big.pdf", big)}, timeout=60)
+    assert resp.status_code == 413, (resp.status_code, resp.text[:200])
+    assert "maximum allowed size" in resp.text
+    assert not list(server["uploads"].rglob("big.pdf")), "the refused upload was kept in the upload cache"
+    assert server["app"].proc.poll() is None
 
 
 def _text(message: dict) -> str:
@@ -262,3 +273,29 @@ def test_private_transcripts_of_two_sessions_never_share_a_file(tmp_path, embedd
     assert Path(srt_a).read_text(encoding="utf-8") == words_a, "session B's transcript overwrote session A's file"
     # Different paths for the same name: the path depends on the session, not on the file name alone.
     assert {srt_a, vtt_a}.isdisjoint({srt_b, vtt_b}), "both sessions' transcripts live at one name-derived path"
+
+
+def test_chat_history_is_per_session(tmp_path, embedder):
+    """A follow-up in one session is never rewritten with another session's conversation."""
+    import app
+    from rag.llm import ScriptedLLM
+    from rag.types import Scope
+
+    llm = ScriptedLLM(lambda messages: "Scope 1 emissions were 388,500 tCO2e in 2023 [1].")
+    settings = Settings.from_env(environ={}, kb_dir=tmp_path / "kb", model_cache=Settings().model_cache)
+    assistant = Assistant(settings.replace(admin_token="t0ken"), embedder=embedder, llm=llm)
+    assert all(r.ok for r in assistant.ingest([EN_PDF]))
+    ctl = app.Controller(assistant, media_dir=tmp_path / "media")
+    a, b = ctl.new_session(), ctl.new_session()
+    first = "What were Northwind Metals' Scope 1 emissions in 2023 for project Bluebird?"
+    list(ctl.ask(first, a, Scope()))
+    before = len(llm.calls)
+    follow_up = "And what were its Scope 2 emissions?"
+    list(ctl.ask(follow_up, b, Scope()))
+    assert len(llm.calls) > before  # the second session reached the model
+    assert all("Bluebird" not in m.content for call in llm.calls[before:] for m in call)
+    assert [q for q, _ in a.history] == [first] and [q for q, _ in b.history] == [follow_up]
+    # The same follow-up in the first session is rewritten with its own history (the check above can fail).
+    before = len(llm.calls)
+    list(ctl.ask(follow_up, a, Scope()))
+    assert any("Bluebird" in m.content for call in llm.calls[before:] for m in call)
