@@ -1,6 +1,6 @@
 """Retrieval benchmark: our pipeline vs the textbook LangChain pipeline on the shared ESG reports.
 
-    python benchmarks/retrieval.py [--chunk-tokens 256] [--full-text] [--no-baseline]
+    python benchmarks/retrieval.py [--chunk-tokens 256] [--full-text] [--workers 2] [--no-baseline]
 
 Reports hit@1/5/10 and MRR (scoped to each question's document) for dense, BM25 and hybrid; ingestion pages/s with
 parse, embed and index timed separately; the time until a new document is searchable by BM25; query latency
@@ -44,6 +44,7 @@ def run_ours(pdfs: list[Path], groups, args) -> dict:
             chunk_tokens=args.chunk_tokens,
             two_level=not args.full_text,
             threads=args.threads,
+            ingest_workers=args.workers,
         )
         kb = KnowledgeBase(Path(tmp), embedder.name, embedder.dim)
         ingestor = Ingestor(kb, embedder, settings)
@@ -96,7 +97,11 @@ def run_ours(pdfs: list[Path], groups, args) -> dict:
         done.set()
         watcher.join()
     return {
-        "config": {"chunk_tokens": args.chunk_tokens, "embedded": "full text" if args.full_text else "key line"},
+        "config": {
+            "chunk_tokens": args.chunk_tokens,
+            "embedded": "full text" if args.full_text else "key line",
+            "parse_workers": args.workers,
+        },
         "pages": pages,
         "chunks": chunks,
         "embedded_tokens_mean": round(sum(tokens) / len(tokens), 1),
@@ -185,6 +190,7 @@ def main() -> None:
     ap.add_argument("--chunk-tokens", type=int, default=Settings().chunk_tokens)
     ap.add_argument("--full-text", action="store_true", help="embed full chunks instead of key lines")
     ap.add_argument("--threads", type=int, default=Settings().threads)
+    ap.add_argument("--workers", type=int, default=2, help="parallel PDF parser processes (ingest_workers)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()

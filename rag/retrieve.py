@@ -140,9 +140,14 @@ def plan_scope(query: str, scope: Scope, documents: Sequence[Document]) -> Scope
         if match:
             year = int(next(g for g in match.groups() if g))
             years = {d.meta.year for d in docs if d.meta.year}
-            if year in years:
-                docs = [d for d in docs if d.meta.year == year]
-                applied = Scope(applied.docs, applied.company, year)
+            # Reports are dated by publication as often as by the year they cover: FY2023 figures are in a report
+            # titled 2024. An exact match wins; a report of the next year is the fallback.
+            covering = [d for d in docs if d.meta.year == year] or [d for d in docs if d.meta.year == year + 1]
+            if covering:
+                docs = covering
+                applied = Scope(applied.docs, applied.company, covering[0].meta.year)
+            elif scope.docs:
+                pass  # the user chose these documents: search them whatever year they are labelled with
             elif years:
                 who = f" from {applied.company}" if applied.company else ""
                 return ScopePlan(frozenset(), Scope(applied.docs, applied.company, year), f"no {year} report{who}")

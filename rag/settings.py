@@ -51,7 +51,7 @@ class Settings:
     bm25_b: float = 0.75
     min_dense_score: float = 0.80  # below this best cosine (e5 scale), nothing relevant was retrieved: refuse
     # --- LLM
-    llm: str = "small"  # "small", "large" or a path to a local .gguf file
+    llm: str = "large"  # "small", "large" or a path to a local .gguf file (large: chosen by benchmarks/answers.py)
     llm_ctx: int = 4096  # context window in tokens
     max_answer_tokens: int = 320
     max_prompt_tokens: int = 1400  # prompt cap (passages are cut to fit): reading the prompt sets time to first token

@@ -18,9 +18,11 @@ KB_PDFS = (
 @pytest.fixture(scope="session")
 def kb_settings(tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("kb")
-    # Two parser workers, so the session knowledge base also exercises parallel parsing.
+    # Two parser workers, so the session knowledge base also exercises parallel parsing. The small model keeps the
+    # many tests that ask through this knowledge base quick; answer quality with the default model is tested end to
+    # end by the tests that take the ``llm_default`` fixture.
     return Settings.from_env(
-        environ={}, kb_dir=root / "knowledge_base", model_cache=Settings().model_cache, ingest_workers=2
+        environ={}, kb_dir=root / "knowledge_base", model_cache=Settings().model_cache, ingest_workers=2, llm="small"
     )
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from rag.settings import Settings
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +54,7 @@ def server(tmp_path_factory):
         "ESG_KB_DIR": str(root / "kb"),
         "ESG_PORT": str(port),
         "ESG_HOST": "127.0.0.1",
-        "ESG_LLM": "small",
+        "ESG_LLM": Settings().llm,  # the default model, as users get it
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "GRADIO_ANALYTICS_ENABLED": "False",

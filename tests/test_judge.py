@@ -227,11 +227,9 @@ def test_docs_quote_the_deterministic_agreement(embedder):
 
 
 @pytest.mark.slow
-def test_llm_judge_agreement(embedder, kb_settings):
-    """The bundled LLM as judge against the labels (prints the table quoted in docs/bench/evaluation.md)."""
-    from rag.llm import make_llm
-
-    judge = Judge(make_llm(kb_settings), embedder)
+def test_llm_judge_agreement(embedder, llm_small):
+    """The bundled small LLM as judge against the labels (prints the table quoted in docs/bench/evaluation.md)."""
+    judge = Judge(llm_small, embedder)
     rows = agreement(load_labels(LABELS), judge, llm=True)
     print("\n" + agreement_table(rows))
     by = {(a.metric, re.sub(r" \(.*\)$", "", a.method)): a for a in rows}

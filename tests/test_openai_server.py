@@ -103,7 +103,7 @@ def llama_server(tmp_path_factory):
         import llama_cpp.server.app  # noqa: F401 - the server's extra dependencies (sse-starlette, …)
     except ImportError as exc:
         pytest.fail(f"llama_cpp.server cannot start: {exc} (reinstall requirements.txt)")
-    model = bundled_model_path("small", Settings().model_cache)
+    model = bundled_model_path(Settings().llm, Settings().model_cache)  # the default model, as users get it
     server = LlamaServer(model, tmp_path_factory.mktemp("llama_server") / "server.log", threads=os.cpu_count() or 2)
     try:
         server.wait_ready(START_TIMEOUT_S)

@@ -73,6 +73,13 @@ def test_comparison_keeps_both_companies_and_year_scoping(two_company_kb, embedd
     assert plan.files == {"siemens_2024.pdf"} and plan.scope.year == 2024
     # A target year is not a report year.
     assert plan_scope("Is Siemens on track for its 2030 target?", Scope(), docs).missing is None
+    # FY2023 figures live in the report published in 2024 (no 2023 Siemens report here).
+    plan = plan_scope("What were Siemens' emissions in FY2023?", Scope(), docs)
+    assert plan.missing is None and plan.files == {"siemens_2024.pdf"}
+    # A document the user chose is searched whatever year it is labelled with.
+    plan = plan_scope("Tencent's water use in FY2019?", Scope(docs=("tencent_2023_esg.pdf",)), docs)
+    assert plan.missing is None and plan.files == {"tencent_2023_esg.pdf"}
+    assert plan_scope("Tencent's water use in FY2019?", Scope(), docs).missing == "no 2019 report from Tencent"
 
 
 def test_user_scope_and_modes(two_company_kb, embedder):
