@@ -98,7 +98,7 @@ def build_kb(kb: Path) -> None:
     )
 
 
-def start_app(kb: Path, port: int, log: Path, gradio_tmp: Path) -> subprocess.Popen:
+def start_app(kb: Path, port: int, log: Path, gradio_tmp: Path, queue_size: int | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ESG_", "GRADIO_SERVER_"))}
     env |= {
         "ESG_KB_DIR": str(kb),
@@ -112,6 +112,8 @@ def start_app(kb: Path, port: int, log: Path, gradio_tmp: Path) -> subprocess.Po
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PYTHONUNBUFFERED": "1",
     }
+    if queue_size is not None:
+        env["ESG_QUEUE_SIZE"] = str(queue_size)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -195,7 +197,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     print(f"knowledge base built in {time.perf_counter() - t0:.0f} s", flush=True)
     port = free_port()
     log = work / "app.log"
-    proc = start_app(kb, port, log, work / "gradio")
+    proc = start_app(kb, port, log, work / "gradio", args.queue_size)
     url = f"http://127.0.0.1:{port}/"
     try:
         # Warm-up: load the LLM once, so the first user's latency is not the model load.
@@ -283,6 +285,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "load_after": [round(x, 2) for x in load_after],
         "app_alive_at_end": alive,
         "errors": [o.detail for o in outcomes if o.kind in ("server_error", "client_error")][:5],
+        "busy": [o.detail for o in outcomes if o.kind == "busy"][:3],
     }
 
 
@@ -300,6 +303,7 @@ def markdown(r: dict) -> str:
             f"{r['rss_after_1min_mb']:.0f} → {r['rss_end_mb']:.0f} | {r['load_before'][0]} → {r['load_after'][0]} |",
             "",
             f"Server RSS by minute (MB, highest sample): {', '.join(map(str, r['rss_by_minute_mb']))}",
+            f"Busy replies (first): {r['busy'][:1]}",
         ]
     )
 
@@ -309,6 +313,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--questions", type=int, default=1, help="questions per user (without --soak-minutes)")
     ap.add_argument("--soak-minutes", type=float, default=0.0, help="keep asking for this long (e.g. 10)")
+    ap.add_argument("--queue-size", type=int, help="the app's queue bound (ESG_QUEUE_SIZE; default: the app's)")
     ap.add_argument("--md", type=Path, help="append the Markdown result here")
     ap.add_argument("--keep", type=Path, help="work folder to keep (knowledge base, app log)")
     args = ap.parse_args()
