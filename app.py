@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -256,6 +257,7 @@ class UiSession:
     private_files: dict[str, Path] = field(default_factory=dict)  # private upload name -> uploaded file
     eval_stop: threading.Event = field(default_factory=threading.Event)  # set by the Stop button
     eval_out: Path | None = None  # folder of the last evaluation report
+    key: str = field(default_factory=lambda: secrets.token_hex(16))  # names this session's files on disk
 
     def __deepcopy__(self, memo: dict) -> UiSession:
         # gr.State deep-copies its value; a session holds an index and locks, which must be shared, not copied.
@@ -681,7 +683,8 @@ class Controller:
         segments = self.assistant.segments(name, ui.session)
         if not segments:
             raise RagError(f"no transcript for {name!r}")
-        folder = self.media_dir / "subtitles" / hashlib.sha256(name.encode()).hexdigest()[:16]
+        # Per session and unguessable: two visitors' private recordings may share a name, and the folder is served.
+        folder = self.media_dir / "subtitles" / hashlib.sha256(f"{ui.key}:{name}".encode()).hexdigest()[:32]
         folder.mkdir(parents=True, exist_ok=True)
         stem = Path(name).stem
         srt, vtt = folder / f"{stem}.srt", folder / f"{stem}.vtt"
@@ -951,7 +954,8 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
     def scope_choices(lang: str) -> list[tuple[str, str]]:
         return [(t(lang, "scope_all"), "all"), (t(lang, "scope_docs"), "docs"), (t(lang, "scope_company"), "company")]
 
-    with gr.Blocks(title="ESG Document Assistant", fill_width=False) as demo:
+    # Gradio keeps every upload in its cache until restart; private documents must not linger: hourly sweep, 1 day.
+    with gr.Blocks(title="ESG Document Assistant", fill_width=False, delete_cache=(3600, 86400)) as demo:
         demo.controller = ctl  # for tests and main()
 
         def new_ui_session() -> UiSession:

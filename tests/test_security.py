@@ -243,11 +243,6 @@ def test_private_canary_upload_is_never_listed_retrieved_or_served_to_another_se
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="app.py writes a private transcript's SRT/VTT to media_dir/subtitles/<sha256(name)>, shared by every "
-    "session and served from allowed_paths: key it by the session (see docs/RELIABILITY.md, item 10)",
-    strict=False,
-)
 def test_private_transcripts_of_two_sessions_never_share_a_file(tmp_path, embedder, whisper, audio_dir):
     """Two visitors privately upload different recordings with the same file name: each one's transcript
     download holds their own words, at a path that the name alone does not give away."""
@@ -301,11 +296,6 @@ def test_chat_history_is_per_session(tmp_path, embedder):
     assert any("Bluebird" in m.content for call in llm.calls[before:] for m in call)
 
 
-@pytest.mark.xfail(
-    reason="app.py does not clean Gradio's upload cache yet: gr.Blocks(..., delete_cache=(3600, 86400)) "
-    "(see docs/RELIABILITY.md, item 11)",
-    strict=False,
-)
 def test_upload_cache_is_cleaned_periodically(tmp_path, embedder):
     """Private uploads must not stay in Gradio's upload cache for the life of the server."""
     import app
