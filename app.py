@@ -715,6 +715,7 @@ class Controller:
             elif event.kind == "done" and event.answer is not None:
                 answer = event.answer
                 ui.history.append((question, answer.text))
+                del ui.history[:-HISTORY_TURNS]  # only the last turns feed follow-ups; keep a session's memory bounded
                 yield renderer.final(answer, ui.lang), answer
 
     def rebuild(self, progress: Callable[[float, str], None] | None = None) -> list[IngestResult]:
