@@ -377,8 +377,9 @@ def test_compare_modes_side_by_side(sample_settings, embedder, tmp_path):
     assert len({r.judge for r in reports}) == 1
     md, charts = write_comparison(reports, tmp_path)
     table = md.read_text(encoding="utf-8")
-    assert "| metric | dense · small | bm25 · small | hybrid · small |" in table
-    assert (tmp_path / "report.md").is_file() and (tmp_path / "report_dense_small.md").is_file()
+    llm = sample_settings.llm  # the configured model names each column
+    assert f"| metric | dense · {llm} | bm25 · {llm} | hybrid · {llm} |" in table
+    assert (tmp_path / "report.md").is_file() and (tmp_path / f"report_dense_{llm}.md").is_file()
     assert charts[0].name == "compare_overall.png"
 
 
