@@ -24,14 +24,14 @@ def llm_small(llm_settings):
 
 
 @pytest.fixture(scope="session")
-def llm_default():
+def llm_default(request):
     """The real bundled model the app uses by default (``Settings.llm``), loaded once per session: end-to-end tests
     of answer quality run on what users get."""
     from rag.llm import make_llm
 
     settings = Settings.from_env(environ={}, model_cache=Settings().model_cache)
     if settings.llm == "small":
-        return None  # callers fall back to llm_small: one copy of the model per session
+        return request.getfixturevalue("llm_small")  # one copy of the model per session
     llm = make_llm(settings)
     llm.load()
     return llm

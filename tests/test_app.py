@@ -407,8 +407,8 @@ def test_media_source_plays_from_the_cited_moment_and_transcript_downloads(make_
 
 
 @pytest.mark.slow
-def test_one_chat_turn_end_to_end_with_the_real_default_llm(app_with_samples, llm_default, llm_small):
-    _, demo, ctl = app_with_samples(llm=llm_default or llm_small)
+def test_one_chat_turn_end_to_end_with_the_real_default_llm(app_with_samples, llm_default):
+    _, demo, ctl = app_with_samples(llm=llm_default)
     ui = ctl.new_session()
     question = "What were Northwind Metals' Scope 1 emissions in 2023?"
     box, chat, pending = handler(demo, "take_question")(question, [])
