@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import contextlib
 
 from benchmarks.common import machine, percentile, today
+from benchmarks.servers import free_port, shared_app_env, start_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = [
@@ -72,12 +71,6 @@ class Memory:
     samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, MB)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def build_kb(kb: Path) -> None:
     """The sample PDFs ingested with the real pipeline (run in a child so its memory is not the app's)."""
     code = (
@@ -96,51 +89,6 @@ def build_kb(kb: Path) -> None:
         check=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-
-
-def start_app(kb: Path, port: int, log: Path, gradio_tmp: Path, queue_size: int | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESG_", "GRADIO_SERVER_"))}
-    env |= {
-        "ESG_KB_DIR": str(kb),
-        "ESG_HOST": "127.0.0.1",
-        "ESG_PORT": str(port),
-        "ESG_LLM": "small",
-        "ESG_THREADS": "2",
-        "ESG_ADMIN_TOKEN": "load-test-admin",  # shared mode, as on the Space
-        "GRADIO_TEMP_DIR": str(gradio_tmp),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-    }
-    if queue_size is not None:
-        env["ESG_QUEUE_SIZE"] = str(queue_size)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    import httpx
-
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise SystemExit("app.py did not come up within 600 s")
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -197,9 +145,13 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     print(f"knowledge base built in {time.perf_counter() - t0:.0f} s", flush=True)
     port = free_port()
     log = work / "app.log"
-    proc = start_app(kb, port, log, work / "gradio", args.queue_size)
+    env = shared_app_env(kb, port, work / "gradio", admin_token="load-test-admin")  # shared mode, as on the Space
+    if args.queue_size is not None:
+        env["ESG_QUEUE_SIZE"] = str(args.queue_size)
     url = f"http://127.0.0.1:{port}/"
-    try:
+    with start_app(env, port, log) as app:
+        app.wait_http(timeout_s=600)
+        proc = app.proc
         # Warm-up: load the LLM once, so the first user's latency is not the model load.
         warm = Client(url, verbose=False)
         t0 = time.perf_counter()
@@ -247,8 +199,6 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         watcher.join()
         load_after = os.getloadavg()
         alive = proc.poll() is None
-    finally:
-        stop_app(proc)
 
     log_text = log.read_text(encoding="utf-8", errors="replace")
     tracebacks = log_text.count("Traceback (most recent call last)")

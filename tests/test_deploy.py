@@ -5,13 +5,7 @@ a Space runs it (``python app.py`` in a subprocess with ``SPACE_ID`` set and a /
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +13,7 @@ import psutil
 import pytest
 import yaml
 
+from benchmarks.servers import app_env, free_port, start_app
 from rag.settings import Settings
 from rag.storage import Storage, deployment_settings, resolve_storage
 
@@ -181,67 +176,9 @@ def test_shared_mode_admin_adds_to_the_shared_kb_visitors_upload_privately(tmp_p
 
 
 # ------------------------------------------------------------------------------------------------ the app as a Space
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def space_env(data: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESG_", "GRADIO_SERVER_"))}
-    env |= {
-        "SPACE_ID": "someone/esg-assistant",  # what the platform sets
-        "GRADIO_SERVER_PORT": str(port),
-        "ESG_DATA_DIR": str(data),
-        "ESG_THREADS": "2",
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-    }
-    return env
-
-
-class RunningApp:
-    """``python app.py`` in a subprocess, logging to a file; ``stop()`` ends it (and its workers)."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._out = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "app.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stop() reaches the parser workers too
-        )
-
-    def tail(self, n: int = 4000) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-n:]
-
-    def wait_http(self, port: int, timeout_s: float) -> httpx.Response:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"app.py exited with {self.proc.returncode} before answering:\n{self.tail()}")
-            try:
-                resp = httpx.get(f"http://127.0.0.1:{port}/", timeout=5.0)
-                if resp.status_code == 200:
-                    return resp
-            except httpx.HTTPError:
-                pass
-            time.sleep(1.0)
-        pytest.fail(f"app.py did not answer HTTP on port {port} within {timeout_s:.0f} s:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        self._out.close()
+    # SPACE_ID is what the platform sets; the Space's /data is ``data``.
+    return app_env(SPACE_ID="someone/esg-assistant", GRADIO_SERVER_PORT=port, ESG_DATA_DIR=data, ESG_THREADS=2)
 
 
 def listening_hosts(pid: int, port: int) -> set[str]:
@@ -268,15 +205,12 @@ def test_app_runs_as_a_space_on_persistent_storage_and_reuses_it(tmp_path):
 
     # First start: nothing but the repo. The app assembles its models and builds the sample knowledge base on /data.
     port = free_port()
-    first = RunningApp(space_env(data, port), tmp_path / "first.log")
-    try:
-        first.wait_http(port, timeout_s=1200)
+    with start_app(space_env(data, port), port, tmp_path / "first.log") as first:
+        first.wait_http(timeout_s=1200)
         assert "0.0.0.0" in listening_hosts(first.proc.pid, port), "on a Space the app must listen on 0.0.0.0"
         text = page_config(port)
         assert "ESG Document Assistant" in text
         assert f"Storage: persistent (`{data}`)" in text, "the footer must say the storage is persistent"
-    finally:
-        first.stop()
     log1 = first.tail(100_000)
     assert "first start: building the sample knowledge base" in log1
 
@@ -290,12 +224,9 @@ def test_app_runs_as_a_space_on_persistent_storage_and_reuses_it(tmp_path):
 
     # Second start (a Space restart): the knowledge base on /data is reused, nothing is ingested again.
     port = free_port()
-    second = RunningApp(space_env(data, port), tmp_path / "second.log")
-    try:
-        second.wait_http(port, timeout_s=600)
+    with start_app(space_env(data, port), port, tmp_path / "second.log") as second:
+        second.wait_http(timeout_s=600)
         assert f"Storage: persistent (`{data}`)" in page_config(port)
-    finally:
-        second.stop()
     log2 = second.tail(100_000)
     assert "first start" not in log2 and "ingested" not in log2, log2[-3000:]
     assert manifest_path.stat().st_mtime_ns == mtime

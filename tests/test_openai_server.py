@@ -6,16 +6,12 @@ the only copy of the model, and every wait has a deadline, so a broken server fa
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from benchmarks.servers import Server, free_port
 from rag.assistant import Assistant
 from rag.errors import ModelError
 from rag.llm import ChatMessage, OpenAICompatLLM, bundled_model_path
@@ -28,73 +24,35 @@ ALIAS = "qwen-small"
 START_TIMEOUT_S = 300  # model load on a busy 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LlamaServer:
-    def __init__(self, model: Path, log: Path, threads: int) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log = log
-        self._out = log.open("wb")
-        cmd = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--model_alias",
-            ALIAS,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            "4096",  # the app's llm_ctx
-            "--n_threads",
-            str(threads),
-            "--n_threads_batch",
-            str(threads),
-            "--api_key",
-            API_KEY,
-            "--interrupt_requests",
-            "False",  # as docs/DEPLOY.md advises for several users: queue requests, never cancel a running answer
-        ]
-        # Passive OpenMP waiting, as rag.llm sets for the in-process model: spinning workers crawl on busy cores.
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-    def tail(self, n: int = 3000) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-n:]
-
-    def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        headers = {"Authorization": f"Bearer {API_KEY}"}
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                resp = httpx.get(f"{self.url}/models", headers=headers, timeout=5.0)
-                if resp.status_code == 200:
-                    assert [m["id"] for m in resp.json()["data"]] == [ALIAS]
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1.0)
-        pytest.fail(f"llama_cpp.server did not answer within {timeout_s} s:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        self._out.close()
+def start_llama_server(model: Path, log: Path, threads: int) -> Server:
+    """``python -m llama_cpp.server`` serving ``model`` as ``ALIAS`` on a free loopback port (OpenAI API at ``url``)."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        ALIAS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",  # the app's llm_ctx
+        "--n_threads",
+        str(threads),
+        "--n_threads_batch",
+        str(threads),
+        "--api_key",
+        API_KEY,
+        "--interrupt_requests",
+        "False",  # as docs/DEPLOY.md advises for several users: queue requests, never cancel a running answer
+    ]
+    # Passive OpenMP waiting, as rag.llm sets for the in-process model: spinning workers crawl on busy cores.
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    return Server(cmd, f"http://127.0.0.1:{port}/v1", log, env, name="llama_cpp.server")
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +62,11 @@ def llama_server(tmp_path_factory):
     except ImportError as exc:
         pytest.fail(f"llama_cpp.server cannot start: {exc} (reinstall requirements.txt)")
     model = bundled_model_path(Settings().llm, Settings().model_cache)  # the default model, as users get it
-    server = LlamaServer(model, tmp_path_factory.mktemp("llama_server") / "server.log", threads=os.cpu_count() or 2)
-    try:
-        server.wait_ready(START_TIMEOUT_S)
+    log = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with start_llama_server(model, log, threads=os.cpu_count() or 2) as server:
+        resp = server.wait_http(START_TIMEOUT_S, "/models", headers={"Authorization": f"Bearer {API_KEY}"})
+        assert [m["id"] for m in resp.json()["data"]] == [ALIAS]
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from benchmarks.injection import text_pdf
+from benchmarks.servers import free_port, shared_app_env, start_app
 from rag.assistant import Assistant
 from rag.settings import Settings
-from tests.test_deploy import RunningApp, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
@@ -46,26 +46,11 @@ def server(tmp_path_factory, embedder):
         folder.mkdir()
         (folder / "secret.txt").write_text(SECRET)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESG_", "GRADIO_SERVER_"))}
-    env |= {
-        "ESG_KB_DIR": str(kb),
-        "ESG_HOST": "127.0.0.1",
-        "ESG_PORT": str(port),
-        "ESG_LLM": "small",
-        "ESG_THREADS": "2",
-        "ESG_ADMIN_TOKEN": "admin-token-for-tests",  # shared mode: visitors' uploads are private
-        "ESG_MAX_UPLOAD_MB": "1",  # small, so the over-size probe stays small
-        "GRADIO_TEMP_DIR": str(uploads),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-    }
-    app = RunningApp(env, root / "app.log")
-    try:
-        app.wait_http(port, timeout_s=600)
+    # Shared mode: visitors' uploads are private. A small upload limit keeps the over-size probe small.
+    env = shared_app_env(kb, port, uploads, admin_token="admin-token-for-tests", ESG_MAX_UPLOAD_MB=1)
+    with start_app(env, port, root / "app.log") as app:
+        app.wait_http(timeout_s=600)
         yield {"port": port, "root": root, "kb": kb, "uploads": uploads, "app": app}
-    finally:
-        app.stop()
 
 
 def raw_get(port: int, target: str) -> tuple[int, bytes]:
