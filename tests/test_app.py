@@ -16,9 +16,7 @@ import gradio as gr
 import pytest
 
 import app
-from rag.assistant import Assistant
 from rag.llm import ScriptedLLM
-from rag.settings import Settings
 from rag.types import Answer, Chunk, Citation, Hit, Source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,43 +47,6 @@ def last(gen):
     for item in gen:
         out = item
     return out
-
-
-@pytest.fixture()
-def make_app(tmp_path, embedder):
-    """Build (assistant, demo, controller) over a fresh knowledge base; ``llm`` and settings overridable."""
-
-    def build(llm=None, **overrides):
-        settings = Settings.from_env(environ={}, kb_dir=tmp_path / "kb", model_cache=Settings().model_cache)
-        settings = settings.replace(**overrides)
-        assistant = Assistant(settings, embedder=embedder, llm=llm)
-        demo = app.build_ui(assistant, media_dir=tmp_path / "media")
-        return assistant, demo, demo.controller
-
-    return build
-
-
-@pytest.fixture(scope="module")
-def sample_kb(tmp_path_factory, embedder):
-    """A knowledge base holding the two sample PDFs (ingested once for the module), copied per test on demand."""
-    root = tmp_path_factory.mktemp("sample_kb")
-    settings = Settings.from_env(environ={}, kb_dir=root / "kb", model_cache=Settings().model_cache)
-    results = list(Assistant(settings, embedder=embedder).ingest([EN_PDF, ZH_PDF]))
-    assert all(r.ok for r in results), [r.message for r in results]
-    return root / "kb"
-
-
-@pytest.fixture()
-def app_with_samples(tmp_path, sample_kb, embedder):
-    def build(llm=None, **overrides):
-        kb = tmp_path / "kb"
-        shutil.copytree(sample_kb, kb)
-        settings = Settings.from_env(environ={}, kb_dir=kb, model_cache=Settings().model_cache).replace(**overrides)
-        assistant = Assistant(settings, embedder=embedder, llm=llm)
-        demo = app.build_ui(assistant, media_dir=tmp_path / "media")
-        return assistant, demo, demo.controller
-
-    return build
 
 
 # ---------------------------------------------------------------------------------------------------- construction
@@ -163,8 +124,8 @@ def test_upload_good_and_bad_files_in_one_batch(make_app, testdata, tmp_path):
     assert any(m and EN_PDF.name in m for _, m in progress.calls)
 
 
-def test_delete_and_permissions_in_shared_mode(app_with_samples, tmp_path):
-    assistant, demo, ctl = app_with_samples(admin_token="s3cret")
+def test_delete_and_permissions_in_shared_mode(make_app, tmp_path):
+    assistant, demo, ctl = make_app(samples=True, admin_token="s3cret")
     visitor, other = ctl.new_session(), ctl.new_session()
     on_delete = handler(demo, "on_delete")
 
@@ -200,8 +161,8 @@ def test_delete_and_permissions_in_shared_mode(app_with_samples, tmp_path):
     assert [d.name for d in assistant.documents()] == [ZH_PDF.name]
 
 
-def test_scope_selection(app_with_samples):
-    _, demo, ctl = app_with_samples(llm=ScriptedLLM(lambda messages: "ok [1]"))
+def test_scope_selection(make_app):
+    _, demo, ctl = make_app(samples=True, llm=ScriptedLLM(lambda messages: "ok [1]"))
     ui = ctl.new_session()
 
     docs_visible, company_visible = handler(demo, "on_scope_mode")("docs")
@@ -242,7 +203,7 @@ def test_scope_selection(app_with_samples):
     assert "esg-refused" in final and "esg-source" not in final
 
 
-def test_chat_streams_sources_before_tokens_and_cites_only_what_the_answer_cites(app_with_samples):
+def test_chat_streams_sources_before_tokens_and_cites_only_what_the_answer_cites(make_app):
     replies = []
 
     def reply(messages) -> str:
@@ -255,7 +216,7 @@ def test_chat_streams_sources_before_tokens_and_cites_only_what_the_answer_cites
         replies.append(f"Scope 1 emissions were 388,500 tCO2e in 2023 [{n}].")
         return replies[-1]
 
-    _, demo, ctl = app_with_samples(llm=ScriptedLLM(reply))
+    _, demo, ctl = make_app(samples=True, llm=ScriptedLLM(reply))
     ui = ctl.new_session()
     question = "What were Northwind Metals' Scope 1 emissions in 2023?"
     box, chat, pending = handler(demo, "take_question")(question, [])
@@ -407,8 +368,8 @@ def test_media_source_plays_from_the_cited_moment_and_transcript_downloads(make_
 
 
 @pytest.mark.slow
-def test_one_chat_turn_end_to_end_with_the_real_default_llm(app_with_samples, llm_default):
-    _, demo, ctl = app_with_samples(llm=llm_default)
+def test_one_chat_turn_end_to_end_with_the_real_default_llm(make_app, llm_default):
+    _, demo, ctl = make_app(samples=True, llm=llm_default)
     ui = ctl.new_session()
     question = "What were Northwind Metals' Scope 1 emissions in 2023?"
     box, chat, pending = handler(demo, "take_question")(question, [])

@@ -14,10 +14,8 @@ import gradio as gr
 import pytest
 
 import app
-from rag.assistant import Assistant
 from rag.evaluate import SAMPLE_QA_PATH, load_qa
 from rag.llm import ScriptedLLM
-from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
@@ -66,32 +64,6 @@ def pinned_code(monkeypatch):
     monkeypatch.setattr("rag.evaluate.judge_fingerprint", lambda judge: f"pinned-{judge.name}")
 
 
-@pytest.fixture(scope="module")
-def sample_kb(tmp_path_factory, embedder):
-    """The two sample PDFs ingested once for the module (copied per test)."""
-    root = tmp_path_factory.mktemp("eval_sample_kb")
-    settings = Settings.from_env(environ={}, kb_dir=root / "kb", model_cache=Settings().model_cache)
-    results = list(Assistant(settings, embedder=embedder).ingest([EN_PDF, ZH_PDF]))
-    assert all(r.ok for r in results), [r.message for r in results]
-    return root / "kb"
-
-
-@pytest.fixture()
-def make_app(tmp_path, sample_kb, embedder):
-    """Build (assistant, demo, controller); ``samples=False`` starts from an empty knowledge base."""
-
-    def build(llm=None, samples=True, **overrides):
-        kb = tmp_path / "kb"
-        if samples:
-            shutil.copytree(sample_kb, kb)
-        settings = Settings.from_env(environ={}, kb_dir=kb, model_cache=Settings().model_cache).replace(**overrides)
-        assistant = Assistant(settings, embedder=embedder, llm=llm)
-        demo = app.build_ui(assistant, media_dir=tmp_path / "media")
-        return assistant, demo, demo.controller
-
-    return build
-
-
 def shown(update: gr.Gallery | gr.File) -> list[tuple[str, Path]]:
     """(original name, served copy) of each file in a Gallery or File update (Gradio copies them into its cache)."""
     assert update.visible is True
@@ -107,7 +79,7 @@ def write_qa(path: Path, rows: list[dict]) -> str:
 # ----------------------------------------------------------------------------------------------------- fast: scripted
 def test_sample_set_runs_with_progress_report_charts_and_downloads(make_app):
     llm = ScriptedLLM(scripted)
-    _, demo, ctl = make_app(llm=llm)
+    _, demo, ctl = make_app(samples=True, llm=llm)
     ui = ctl.new_session()
     progress = Recorder()
 
@@ -152,7 +124,7 @@ def test_private_uploads_are_evaluated_and_unknown_documents_skipped(make_app, t
     """Shared mode: a visitor's private upload is part of what they evaluate; a question about a document they
     don't have is skipped with a clear warning; a visitor runs at most EVAL_MAX_QUESTIONS questions."""
     monkeypatch.setattr(app, "EVAL_MAX_QUESTIONS", 3)
-    _, demo, ctl = make_app(llm=ScriptedLLM(scripted), samples=False, admin_token="s3cret")
+    _, demo, ctl = make_app(llm=ScriptedLLM(scripted), admin_token="s3cret")
     visitor, other = ctl.new_session(), ctl.new_session()
     upload = tmp_path / "up" / EN_PDF.name
     upload.parent.mkdir()
@@ -187,7 +159,7 @@ def test_private_uploads_are_evaluated_and_unknown_documents_skipped(make_app, t
     ],
 )
 def test_bad_uploads_give_a_clear_message(make_app, tmp_path, content, message):
-    _, demo, ctl = make_app(llm=ScriptedLLM(scripted))
+    _, demo, ctl = make_app(samples=True, llm=ScriptedLLM(scripted))
     upload = tmp_path / "upload" / "qa.jsonl"  # Gradio keeps the uploaded name; messages must use it, not the path
     upload.parent.mkdir()
     (upload.write_bytes if isinstance(content, bytes) else upload.write_text)(content)
@@ -199,7 +171,7 @@ def test_bad_uploads_give_a_clear_message(make_app, tmp_path, content, message):
 
 def test_only_the_offered_choices_are_accepted(make_app):
     """The handler is reachable through the API too: no other judge (which would load a model) and no other mode."""
-    _, demo, ctl = make_app(llm=ScriptedLLM(scripted))
+    _, demo, ctl = make_app(samples=True, llm=ScriptedLLM(scripted))
     on_eval = handler(demo, "on_eval")
     with pytest.raises(gr.Error, match="judge must be one of same, none, got 'large'"):
         on_eval(None, "hybrid", "large", 0, ctl.new_session(), progress=Recorder())
@@ -209,7 +181,7 @@ def test_only_the_offered_choices_are_accepted(make_app):
 
 def test_stop_keeps_finished_questions_and_a_rerun_continues(make_app):
     llm = ScriptedLLM(scripted)
-    _, demo, ctl = make_app(llm=llm)
+    _, demo, ctl = make_app(samples=True, llm=llm)
     ui = ctl.new_session()
     on_eval = handler(demo, "on_eval")
 
@@ -231,7 +203,7 @@ def test_stop_keeps_finished_questions_and_a_rerun_continues(make_app):
 
 
 def test_evaluation_runs_beside_chat_and_stop_cancels_a_queued_run(make_app):
-    _, demo, _ = make_app()
+    _, demo, _ = make_app(samples=True)
     fns = {f.name: f for f in demo.fns.values()}
     run, chat = fns["on_eval"], fns["stream_answer"]
     assert run.concurrency_id == "eval" and run.concurrency_limit == 1
@@ -260,7 +232,7 @@ def test_report_display_is_inert():
 
 
 def test_language_toggle_switches_the_evaluation_labels(make_app):
-    _, demo, ctl = make_app()
+    _, demo, ctl = make_app(samples=True)
     out = handler(demo, "on_lang")("zh", ctl.new_session())
     labels = [getattr(u, "label", None) for u in out] + [getattr(u, "value", None) for u in out]
     assert all(label in labels for label in ("评估", "检索方式", "评判模型", "开始评估", "停止")), labels
@@ -276,7 +248,7 @@ def test_language_toggle_switches_the_evaluation_labels(make_app):
 @pytest.mark.timeout(1800)
 def test_two_sample_questions_with_the_real_small_llm(make_app, llm_small):
     """The real bundled model answers and judges the first two sample questions (the limit field)."""
-    _, demo, ctl = make_app(llm=llm_small)
+    _, demo, ctl = make_app(samples=True, llm=llm_small)
     ui = ctl.new_session()
     progress = Recorder()
     status, report, charts, files = handler(demo, "on_eval")(None, "hybrid", "same", 2, ui, progress=progress)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -239,15 +240,11 @@ def _scripted(messages) -> str:
 
 
 @pytest.fixture(scope="module")
-def sample_settings(tmp_path_factory, embedder):
-    """A knowledge base of the two sample reports, ingested once."""
-    from rag.assistant import Assistant
-
-    settings = Settings.from_env(environ={}, kb_dir=tmp_path_factory.mktemp("evalkb") / "kb")
-    a = Assistant(settings, embedder=embedder)
-    results = list(a.ingest(sorted(ASSETS.glob("*.pdf"))))
-    assert all(r.ok for r in results), [r.message for r in results]
-    return settings
+def sample_settings(tmp_path_factory, sample_kb):
+    """Settings over this module's own copy of the knowledge base of the two sample reports."""
+    kb = tmp_path_factory.mktemp("evalkb") / "kb"
+    shutil.copytree(sample_kb, kb)
+    return Settings.from_env(environ={}, kb_dir=kb)
 
 
 class Counting:
