@@ -75,6 +75,7 @@ class Record:
     answer_tokens: int = 0
     llm_called: bool = False
     gate_p: float | None = None  # the answerability gate's P(yes), when it ran
+    shown_pages: list[list[int]] = field(default_factory=list)  # pages of every passage in the prompt, in order
 
 
 def load_items(path: Path) -> list[Item]:
@@ -211,6 +212,7 @@ def ask_timed(chain: RagChain, llm: MeasuredLLM, question: str, scope: Scope, hi
         rec.ttft_s = answer_call["first"] - start if answer_call["first"] else None
     rec.answer, rec.refused, rec.reason, rec.gate_p = answer.text, answer.refused, answer.reason, llm.gate_p
     rec.cited_pages = [pages_of(c.hit) for c in answer.citations]
+    rec.shown_pages = [pages_of(h) for h in answer.hits]
     rec.passages = [c.hit.chunk.text for c in answer.citations] or [h.chunk.text for h in answer.hits]
     return rec
 
@@ -349,6 +351,10 @@ def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]
                     else None
                 ),
                 "cited": bool(rec.cited_pages),
+                # Was a gold page among the passages the model read? Bounds what citing can reach.
+                "gold_shown": (
+                    any(p in item.pages for pages in rec.shown_pages for p in pages) if item.pages else None
+                ),
             }
         )
     ans = [d for d in details if d["answerable"]]
@@ -356,6 +362,7 @@ def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]
     answered = [d for d in ans if not d["refused"]]
     cite_hits = [d["citation_hit"] for d in answered if d["citation_hit"] is not None]
     cite_prec = [d["citation_precision"] for d in answered if d["citation_precision"] is not None]
+    shown = [d["gold_shown"] for d in answered if d["gold_shown"] is not None]
     llm_rows = [r for r in rows if r["llm_called"]]
     gen = [
         (r["answer_tokens"] - 1) / (r["total_s"] - r["ttft_s"])
@@ -373,6 +380,7 @@ def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]
         "answered_with_citation": round(sum(d["cited"] for d in answered) / len(answered), 3) if answered else None,
         "citation_accuracy": round(sum(cite_hits) / len(cite_hits), 3) if cite_hits else None,
         "citation_precision": round(sum(cite_prec) / len(cite_prec), 3) if cite_prec else None,
+        "gold_shown": round(sum(shown) / len(shown), 3) if shown else None,
         "sources_p50_s": round(percentile([r["sources_s"] for r in rows], 50), 2),
         "sources_p95_s": round(percentile([r["sources_s"] for r in rows], 95), 2),
         "ttft_p50_s": round(percentile([r["ttft_s"] for r in llm_rows], 50), 2) if llm_rows else None,
@@ -513,6 +521,7 @@ def summary_table(out: dict) -> str:
         ("answer_rate", "answer rate (answerable)"),
         ("citation_accuracy", "citation accuracy (answer cites a gold page)"),
         ("citation_precision", "citation precision (cited passages on a gold page)"),
+        ("gold_shown", "a gold page among the passages read (answered items)"),
         ("answered_with_citation", "answers with ≥1 citation"),
         ("sources_p50_s", "time to sources p50 (s)"),
         ("sources_p95_s", "time to sources p95 (s)"),

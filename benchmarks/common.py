@@ -51,12 +51,16 @@ def gold_groups(rows: list[dict]) -> dict[tuple[str, str], set[int]]:
     return dict(groups)
 
 
-def rank_metrics(ranked_pages: list[list[int]], gold: list[set[int]]) -> dict[str, float]:
-    """hit@1/5/10 and MRR (first gold page in the ranking) over queries."""
+def rank_metrics(ranked_pages: list[list[int | set[int]]], gold: list[set[int]]) -> dict[str, float]:
+    """hit@1/5/10 and MRR (first hit on a gold page) over queries.
+
+    Each ranked entry is one hit: its page, or the set of pages a passage spans (a passage across pages 4-5 is one
+    hit at one rank, not two).
+    """
     n = len(gold)
     out = {"hit@1": 0.0, "hit@5": 0.0, "hit@10": 0.0, "mrr": 0.0}
     for pages, g in zip(ranked_pages, gold, strict=True):
-        first = next((i for i, p in enumerate(pages) if p in g), None)
+        first = next((i for i, p in enumerate(pages) if (p & g if isinstance(p, set) else p in g)), None)
         if first is not None:
             out["mrr"] += 1 / (first + 1)
             for k in (1, 5, 10):

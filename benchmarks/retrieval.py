@@ -71,7 +71,7 @@ def run_ours(pdfs: list[Path], groups, args) -> dict:
                 hits = retriever.retrieve(question, Scope(docs=(doc,)), k=10, mode=mode).hits
                 if mode == "hybrid":
                     latencies.append(time.perf_counter() - t)
-                ranked.append([p for h in hits for p in pages_of(h.chunk.source)])
+                ranked.append([set(pages_of(h.chunk.source)) for h in hits])
             metrics[mode] = rank_metrics(ranked, list(groups.values()))
         # A newly uploaded document: time until BM25 finds it (parse + chunk) vs until it is fully embedded.
         newest = pdfs[-1]

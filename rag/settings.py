@@ -42,7 +42,7 @@ class Settings:
     threads: int = dataclasses.field(default_factory=_default_threads)
     hnsw_threshold: int = 50_000  # switch faiss from exact inner product to HNSW above this many vectors
     # --- retrieval
-    retrieve_k: int = 20  # candidates per method before fusion
+    retrieve_k: int = 50  # candidates per method before fusion (50 beat 20 on hit@10: docs/BENCHMARKS.md)
     top_k: int = 5  # passages handed to the LLM
     dense_weight: float = 1.0  # reciprocal-rank-fusion weights
     bm25_weight: float = 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.index import KnowledgeBase
-from rag.retrieve import HybridRetriever, plan_scope
+from rag.retrieve import HybridRetriever, page_diverse, plan_scope
 from rag.settings import Settings
 from rag.types import Chunk, DocMeta, Document, Scope, Source
 
@@ -91,3 +91,22 @@ def test_user_scope_and_modes(two_company_kb, embedder):
         assert hits[0].chunk.text.startswith("Baidu reduced data centre PUE"), mode
         assert hits[0].dense is not None  # every hit carries a cosine for the relevance threshold
     assert retriever.retrieve("anything", Scope(docs=("nope.pdf",))).missing == "no document matches the chosen scope"
+
+
+def test_page_diverse_takes_one_passage_per_page_first() -> None:
+    def chunk(cid: str, file: str, page: int | None, last: int | None = None, start: float | None = None) -> Chunk:
+        return Chunk(cid, file, cid, Source(file, page=page, last_page=last, start_s=start, end_s=start))
+
+    ranked = [
+        chunk("a1", "a.pdf", 3),
+        chunk("a2", "a.pdf", 3),  # same page as a1: held back
+        chunk("a3", "a.pdf", 4, 5),
+        chunk("a4", "a.pdf", 5),  # page 5 is covered by a3
+        chunk("b1", "b.pdf", 3),  # same page number, other file: kept
+        chunk("v1", "talk.mp4", None, start=10.0),  # media has no page: never held back
+        chunk("v2", "talk.mp4", None, start=20.0),
+    ]
+    assert page_diverse(ranked, 4) == ["a1", "a3", "b1", "v1"]
+    # With fewer distinct pages than slots, the held-back passages fill the rest in rank order.
+    assert page_diverse(ranked, 7) == ["a1", "a3", "b1", "v1", "v2", "a2", "a4"]
+    assert page_diverse(ranked, 9) == ["a1", "a3", "b1", "v1", "v2", "a2", "a4"]
