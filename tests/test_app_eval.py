@@ -16,6 +16,7 @@ import pytest
 import app
 from rag.evaluate import SAMPLE_QA_PATH, load_qa
 from rag.llm import ScriptedLLM
+from tests.test_evaluate import scripted  # answers with the Scope 1 figure, declines nothing
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
@@ -40,20 +41,6 @@ class Recorder:
         self.calls.append((fraction, desc))
         if self.then is not None:
             self.then(len(self.calls))
-
-
-def scripted(messages) -> str:
-    """Answers every knowledge question with the Scope 1 figure; judge prompts get short plausible replies."""
-    user = messages[-1].content
-    if "Statement:" in user:
-        return "yes"
-    if user.startswith("Answer:"):
-        return "What were the Scope 1 emissions?\nHow much Scope 1 did the company emit?"
-    if "Grade:" in user:
-        return "partial"
-    if "Does the passage" in user:
-        return "no"
-    return "Scope 1 emissions were 388,500 tCO2e in 2023 [1]."
 
 
 @pytest.fixture(autouse=True)

@@ -224,7 +224,10 @@ def test_modes_are_fusion_weights():
 # --- runs over the sample documents (real embedder, real index; scripted LLM) ------------------------------------
 
 
-def _scripted(messages) -> str:
+def scripted(messages, declines: tuple[str, ...] = ()) -> str:
+    """A stand-in LLM for evaluation runs (tests/test_app_eval.py uses it too): every knowledge question gets the
+    Scope 1 figure, except one containing a word in ``declines``, which is declined; judge prompts get short plausible
+    replies."""
     user = messages[-1].content
     if "Statement:" in user:
         return "yes"
@@ -234,9 +237,14 @@ def _scripted(messages) -> str:
         return "partial"
     if "Does the passage" in user:
         return "no"
-    if "研发" in user or "biodiversity" in user or "community" in user:
+    if any(word in user for word in declines):
         return "The documents don't answer this: it is not disclosed."
     return "Scope 1 emissions were 388,500 tCO2e in 2023 [1]."
+
+
+def _scripted(messages) -> str:
+    """``scripted``, declining the sample set's unanswerable questions (R&D spend, biodiversity, community)."""
+    return scripted(messages, declines=("研发", "biodiversity", "community"))
 
 
 @pytest.fixture(scope="module")
