@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from pathlib import Path
 
 import pytest
 
@@ -33,13 +33,7 @@ def _squash(text: str) -> str:
     return "".join(text.split())
 
 
-_cache: dict[Path, list[Page]] = {}
-
-
-def _load(path: Path) -> list[Page]:
-    if path not in _cache:
-        _cache[path] = load_pdf(path)
-    return _cache[path]
+_load = functools.cache(load_pdf)  # each PDF parsed once per module, however many tests read it
 
 
 # --- token estimate --------------------------------------------------------------------------------------------

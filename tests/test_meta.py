@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 
 import pytest
 
@@ -10,13 +10,7 @@ from rag.load import load_pdf
 from rag.meta import detect_company, detect_language, detect_meta, detect_year, short_name
 from rag.types import Page
 
-_cache: dict[Path, list[Page]] = {}
-
-
-def _load(path: Path) -> list[Page]:
-    if path not in _cache:
-        _cache[path] = load_pdf(path)
-    return _cache[path]
+_load = functools.cache(load_pdf)  # each PDF parsed once per module, however many tests read it
 
 
 # --- constructed text ------------------------------------------------------------------------------------------
