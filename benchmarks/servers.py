@@ -81,9 +81,11 @@ class Server:
         """The last ``n`` characters of the log."""
         return self.log.read_text(encoding="utf-8", errors="replace")[-n:]
 
-    def wait_http(self, timeout_s: float, path: str = "/", headers: dict[str, str] | None = None) -> httpx.Response:
-        """Poll ``url + path`` once a second until it answers HTTP 200 (returned); ``ServerError`` if the process
-        exits first or ``timeout_s`` seconds pass."""
+    def wait_http(
+        self, timeout_s: float, path: str = "/", headers: dict[str, str] | None = None, poll_s: float = 1.0
+    ) -> httpx.Response:
+        """Poll ``url + path`` every ``poll_s`` seconds until it answers HTTP 200 (returned); ``ServerError`` if the
+        process exits first or ``timeout_s`` seconds pass."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -94,7 +96,7 @@ class Server:
                     return resp
             except httpx.HTTPError:
                 pass  # not listening yet
-            time.sleep(1.0)
+            time.sleep(poll_s)
         raise ServerError(f"{self.name} did not answer HTTP at {self.url} within {timeout_s:.0f} s:\n{self.tail()}")
 
     def stop(self, timeout_s: float = 30) -> None:

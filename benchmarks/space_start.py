@@ -12,57 +12,26 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, today
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from common import machine, today
+from servers import app_env, free_port, start_app
 
 
 def start(data: Path, log: Path, timeout_s: float = 1800) -> float:
     """Seconds until the app answers HTTP; the app is stopped afterwards."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ESG_", "GRADIO_SERVER_"))}
-    env |= {"SPACE_ID": "bench/esg", "ESG_DATA_DIR": str(data), "GRADIO_SERVER_PORT": str(port)}
-    env |= {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env = app_env(SPACE_ID="bench/esg", ESG_DATA_DIR=data, GRADIO_SERVER_PORT=port)
     t0 = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            while time.perf_counter() - t0 < timeout_s:
-                if proc.poll() is not None:
-                    raise SystemExit(f"app.py exited with {proc.returncode}; see {log}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/", timeout=5.0).status_code == 200:
-                        return time.perf_counter() - t0
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.25)
-            raise SystemExit(f"no answer within {timeout_s} s; see {log}")
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    with start_app(env, port, log) as app:
+        app.wait_http(timeout_s, poll_s=0.25)
+        return time.perf_counter() - t0
 
 
 def ingest_seconds(log: Path) -> float | None:
