@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from rag.embed import Embedder
@@ -156,24 +156,46 @@ def plan_scope(query: str, scope: Scope, documents: Sequence[Document]) -> Scope
     return ScopePlan(frozenset(d.name for d in docs), applied)
 
 
-def page_diverse(ranked: Sequence[Chunk], k: int) -> list[str]:
-    """Ids of the ``k`` best chunks, one per page first: a citation names a page, so a second passage from a page
-    already chosen tells the reader less than the best passage of another page (measured in docs/BENCHMARKS.md:
-    hit@10 0.71 -> 0.87). Chunks skipped for their page fill any slots left, in rank order."""
-    chosen: list[str] = []
-    skipped: list[str] = []
-    seen: set[tuple[str, int]] = set()
+PER_PAGE = 3  # chunks of one page merged into its passage, best first
+
+
+def group_by_page(ranked: Sequence[Chunk], k: int, per_page: int = PER_PAGE) -> list[list[Chunk]]:
+    """The ``k`` best pages, each as its best chunks (up to ``per_page``, best first), from chunks ranked best first.
+
+    A citation names a page, so the reader gets one passage per page: a second chunk of a page already chosen joins
+    that page's passage instead of taking a slot from another page, so the reader sees every chunk plain top-k would
+    have shown plus more pages. Measured on the ESG QA set (docs/BENCHMARKS.md): hybrid hit@10 0.68 -> 0.82, and a
+    question answered by two chunks of one page keeps both. Media chunks have no page: each is its own passage.
+    """
+    groups: list[list[Chunk]] = []
+    keys: list[set[tuple[str, int]]] = []
     for chunk in ranked:
         src = chunk.source
         pages = {(src.file, p) for p in range(src.page, (src.last_page or src.page) + 1)} if src.page else set()
-        if pages & seen:
-            skipped.append(chunk.id)
-            continue
-        seen |= pages
-        chosen.append(chunk.id)
-        if len(chosen) == k:
-            return chosen
-    return (chosen + skipped)[:k]
+        home = next((i for i, key in enumerate(keys) if pages & key), None)
+        if home is None:
+            groups.append([chunk])
+            keys.append(set(pages))
+            if len(groups) == k:
+                break  # later chunks rank below every chosen page's best: plain top-k would not have had them
+        elif len(groups[home]) < per_page:
+            groups[home].append(chunk)
+            keys[home] |= pages
+    return groups
+
+
+def merge_page(group: Sequence[Chunk]) -> Chunk:
+    """One passage from a page's chunks: the best chunk's identity, their texts, the pages they span."""
+    best = group[0]
+    if len(group) == 1:
+        return best
+    first = min(c.source.page or 0 for c in group)
+    last = max(c.source.last_page or c.source.page or 0 for c in group)
+    source = replace(best.source, page=first, last_page=last if last > first else None)
+    # Chunks that start on an earlier page come first (a passage running onto the page precedes the page's own
+    # text); within a page, best first.
+    ordered = sorted(group, key=lambda c: c.source.page or 0)
+    return replace(best, text="\n\n".join(c.text for c in ordered), source=source)
 
 
 class HybridRetriever:
@@ -215,11 +237,18 @@ class HybridRetriever:
             for rank, (chunk, _) in enumerate(ranked):
                 by_id[chunk.id] = chunk
                 fused[chunk.id] = fused.get(chunk.id, 0.0) + weight / (s.rrf_k + rank + 1)
-        best = page_diverse([by_id[cid] for cid in sorted(fused, key=lambda cid: -fused[cid])], k)
+        groups = group_by_page([by_id[cid] for cid in sorted(fused, key=lambda cid: -fused[cid])], k)
         # BM25-only hits still get a cosine, so the "nothing relevant" threshold sees every passage.
-        missing_dense = [cid for cid in best if cid not in dense_score]
+        missing_dense = [c.id for g in groups for c in g if c.id not in dense_score]
         if missing_dense:
             for kb in self.kbs:
                 dense_score.update(kb.dense_scores(qvec, missing_dense))
-        hits = tuple(Hit(by_id[cid], fused[cid], dense_score.get(cid), bm25_score.get(cid)) for cid in best)
+
+        def best_of(scores: dict[str, float], group: list[Chunk]) -> float | None:
+            found = [scores[c.id] for c in group if c.id in scores]
+            return max(found) if found else None
+
+        hits = tuple(
+            Hit(merge_page(g), fused[g[0].id], best_of(dense_score, g), best_of(bm25_score, g)) for g in groups
+        )
         return Retrieval(query, hits, plan.scope, None)

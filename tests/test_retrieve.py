@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.index import KnowledgeBase
-from rag.retrieve import HybridRetriever, page_diverse, plan_scope
+from rag.retrieve import HybridRetriever, group_by_page, merge_page, plan_scope
 from rag.settings import Settings
 from rag.types import Chunk, DocMeta, Document, Scope, Source
 
@@ -93,20 +93,35 @@ def test_user_scope_and_modes(two_company_kb, embedder):
     assert retriever.retrieve("anything", Scope(docs=("nope.pdf",))).missing == "no document matches the chosen scope"
 
 
-def test_page_diverse_takes_one_passage_per_page_first() -> None:
+def test_one_passage_per_page_holds_that_pages_best_chunks() -> None:
     def chunk(cid: str, file: str, page: int | None, last: int | None = None, start: float | None = None) -> Chunk:
-        return Chunk(cid, file, cid, Source(file, page=page, last_page=last, start_s=start, end_s=start))
+        return Chunk(cid, file, f"text {cid}", Source(file, page=page, last_page=last, start_s=start, end_s=start))
 
     ranked = [
         chunk("a1", "a.pdf", 3),
-        chunk("a2", "a.pdf", 3),  # same page as a1: held back
+        chunk("a2", "a.pdf", 3),  # same page as a1: joins its passage
         chunk("a3", "a.pdf", 4, 5),
-        chunk("a4", "a.pdf", 5),  # page 5 is covered by a3
-        chunk("b1", "b.pdf", 3),  # same page number, other file: kept
-        chunk("v1", "talk.mp4", None, start=10.0),  # media has no page: never held back
+        chunk("a4", "a.pdf", 5),  # page 5 is in a3's passage
+        chunk("b1", "b.pdf", 3),  # same page number, other file: a page of its own
+        chunk("v1", "talk.mp4", None, start=10.0),  # media has no page: never merged
         chunk("v2", "talk.mp4", None, start=20.0),
+        chunk("a5", "a.pdf", 3),
+        chunk("a6", "a.pdf", 3),  # a fourth chunk of page 3: over the per-page cap
+        chunk("c1", "c.pdf", 1),
+        chunk("a7", "a.pdf", 3),  # below the k-th page's best chunk: plain top-k would not show it either
     ]
-    assert page_diverse(ranked, 4) == ["a1", "a3", "b1", "v1"]
-    # With fewer distinct pages than slots, the held-back passages fill the rest in rank order.
-    assert page_diverse(ranked, 7) == ["a1", "a3", "b1", "v1", "v2", "a2", "a4"]
-    assert page_diverse(ranked, 9) == ["a1", "a3", "b1", "v1", "v2", "a2", "a4"]
+    groups = group_by_page(ranked, 6, per_page=3)
+    assert [[c.id for c in g] for g in groups] == [["a1", "a2", "a5"], ["a3", "a4"], ["b1"], ["v1"], ["v2"], ["c1"]]
+    assert [[c.id for c in g] for g in group_by_page(ranked, 2)] == [["a1", "a2"], ["a3"]]
+    merged = merge_page(groups[0])
+    assert merged.id == "a1" and merged.text == "text a1\n\ntext a2\n\ntext a5"
+    assert (merged.source.page, merged.source.last_page) == (3, None)
+    assert (merge_page(groups[1]).source.page, merge_page(groups[1]).source.last_page) == (4, 5)
+    assert merge_page(groups[3]) is ranked[5]
+
+
+def test_real_retrieval_hands_each_page_once(two_company_kb, embedder) -> None:
+    # Real embedder and BM25 over a multi-page document: no page is handed to the reader twice.
+    hits = HybridRetriever([two_company_kb], embedder, Settings()).retrieve("Tencent shareholding", k=5).hits
+    pages = [(h.chunk.source.file, h.chunk.source.page) for h in hits]
+    assert len(pages) == len(set(pages))
