@@ -11,6 +11,8 @@ or images the model writes are never rendered as live content.
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import hashlib
 import hmac
 import html
@@ -262,6 +264,32 @@ class UiSession:
     def __deepcopy__(self, memo: dict) -> UiSession:
         # gr.State deep-copies its value; a session holds an index and locks, which must be shared, not copied.
         return self
+
+
+# ------------------------------------------------------------------------------------------------------- memory
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or ``None`` where the C library has none (macOS, musl)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def release_memory() -> bool:
+    """Return the C heap's free pages to the operating system (glibc ``malloc_trim(0)``, a few milliseconds).
+
+    Why: an answer streams from Gradio's worker threads, each with its own glibc arena, and llama.cpp allocates and
+    frees about 2 MB per generated token (its candidate list over the vocabulary). The freed memory stays in the
+    arenas, so the server's resident memory crept up by about 1 MB per answer under load although nothing leaked
+    (docs/bench/reliability.md, soak). Returns True when glibc released memory; False elsewhere or when none was free.
+    """
+    return _MALLOC_TRIM is not None and bool(_MALLOC_TRIM(0))
 
 
 # ------------------------------------------------------------------------------------------------------- rendering
@@ -1204,6 +1232,12 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                 return
             chat = list(chat)
             chat.append({"role": "assistant", "content": ctl.renderer.pending(None, (), "", ui.lang)})
+            try:
+                yield from _stream(question, chat, ui, mode, docs, company)
+            finally:
+                release_memory()  # after every answer: keeps the server's memory flat under sustained load
+
+        def _stream(question: str, chat: list, ui: UiSession, mode: str, docs: list, company: str | None):
             try:
                 scope = make_scope(mode, docs, company)
                 for html_text, _answer in ctl.ask(question, ui, scope):

@@ -1,0 +1,121 @@
+"""Server memory under sustained load: every answer hands the C heap's free pages back to the operating system.
+
+The soak (``python benchmarks/load.py --soak-minutes 10``, results in docs/bench/reliability.md) measures the effect
+on the running server; these tests check the mechanism: ``app.release_memory`` really returns freed heap memory on
+glibc, and the chat handler calls it once per answer, whether the answer finishes, fails or is abandoned.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import app
+from rag.llm import ScriptedLLM
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = "What were Northwind Metals' Scope 1 emissions in 2023?"
+
+
+def stream_answer(demo):
+    fns = {f.fn for f in demo.fns.values() if f.name == "stream_answer"}  # wired to Enter and to the Ask button
+    assert len(fns) == 1
+    return fns.pop()
+
+
+@pytest.fixture
+def releases(monkeypatch):
+    """Records each ``release_memory`` call with the number of chat snapshots streamed before it."""
+    calls: list[int] = []
+    streamed = [0]
+    monkeypatch.setattr(app, "release_memory", lambda: calls.append(streamed[0]) or True)
+    return calls, streamed
+
+
+def test_each_answer_releases_memory_after_its_last_snapshot(make_app, releases):
+    calls, streamed = releases
+    _, demo, ctl = make_app(samples=True, llm=ScriptedLLM(lambda m: "Scope 1 emissions were 388,500 tCO2e [1]."))
+    ui = ctl.new_session()
+    for n in (1, 2):
+        snapshots: list[str] = []
+        for chat in stream_answer(demo)(QUESTION, [], ui, "all", [], None):
+            snapshots.append(chat[-1]["content"])
+            streamed[0] += 1
+            assert len(calls) == n - 1, "memory released before the answer was complete"
+        assert "esg-source" in snapshots[-1] and len(snapshots) > 3
+        assert len(calls) == n and calls[-1] == streamed[0]  # released once, after the final snapshot
+
+
+def test_a_failed_or_abandoned_answer_releases_memory_too(make_app, releases):
+    import gradio as gr
+
+    calls, _ = releases
+    _, demo, ctl = make_app(samples=True, llm=ScriptedLLM(lambda m: "Scope 1 emissions were 388,500 tCO2e [1]."))
+    ui = ctl.new_session()
+    # A scope the user left incomplete: a clear error, and the memory is still released.
+    with pytest.raises(gr.Error, match="choose at least one document"):
+        for _ in stream_answer(demo)(QUESTION, [], ui, "docs", [], None):
+            pass
+    assert len(calls) == 1
+    # The visitor closes the page mid-answer: Gradio closes the generator.
+    answer = stream_answer(demo)(QUESTION, [], ui, "all", [], None)
+    next(answer)
+    answer.close()
+    assert len(calls) == 2
+    # An empty question is not an answer: nothing to release.
+    assert list(stream_answer(demo)("", [], ui, "all", [], None)) == []
+    assert len(calls) == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
+def test_release_memory_returns_freed_heap_pages_to_the_os():
+    """Memory freed in a worker thread's arena stays resident until released; ``release_memory`` gives it back.
+
+    A thread allocates 200 MB in 100 KB blocks (below glibc's mmap threshold, as llama.cpp's per-token arrays end up
+    once the threshold adapts), keeps a small block after each so the arena cannot shrink from its top, and frees
+    the large ones. Run in a child process so the measurement is not disturbed by the test session's own heap.
+    """
+    code = textwrap.dedent(
+        """
+        import ctypes, threading
+        import app
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+
+        def rss_mb():
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+
+        pins = []
+
+        def work():
+            big = []
+            for _ in range(2000):
+                p = libc.malloc(100_000)
+                ctypes.memset(p, 1, 100_000)  # touch the pages: they count as resident
+                big.append(p)
+                pins.append(libc.malloc(64))
+            for p in big:
+                libc.free(p)
+
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        held = rss_mb()
+        released = app.release_memory()
+        print(f"{held:.0f} {rss_mb():.0f} {released}")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    held, after, released = proc.stdout.split()
+    assert released == "True"
+    assert float(held) - float(after) > 150, f"RSS {held} MB -> {after} MB: the freed 200 MB were not returned"
