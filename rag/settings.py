@@ -49,7 +49,7 @@ class Settings:
     rrf_k: int = 60
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
-    min_dense_score: float = 0.80  # below this best cosine (e5 scale), nothing relevant was retrieved: refuse
+    min_dense_score: float = 0.79  # below this best cosine (e5 scale), nothing relevant was retrieved: refuse
     # --- LLM
     llm: str = "large"  # "small", "large" or a path to a local .gguf file (large: chosen by benchmarks/answers.py)
     llm_ctx: int = 4096  # context window in tokens
