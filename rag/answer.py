@@ -29,6 +29,7 @@ from rag.prompt import (
     no_match_reason,
     refusal_reason_from_text,
     refusal_text,
+    repoint_citations,
     rewrite_messages,
     silent_reason,
     strip_citations,
@@ -191,5 +192,5 @@ def finalize(raw: str, hits, language: str, base: Answer) -> Answer:
     if is_refusal(raw):
         # A refusal has no sources: strip marks so text and citations agree.
         return replace(base, text=strip_citations(raw), refused=True, reason=refusal_reason_from_text(raw, language))
-    text, citations = extract_citations(attribute_citations(raw, hits), hits)
+    text, citations = extract_citations(repoint_citations(attribute_citations(raw, hits), hits), hits)
     return replace(base, text=text, citations=citations)

@@ -371,6 +371,50 @@ def attribute_citations(text: str, hits: Sequence[Hit], min_support: float = 0.6
     return "".join(out) if out else text
 
 
+_CLAIM_END = re.compile(r"[.!?。！？](?=\s|$)|[。！？]|\n")
+
+
+def repoint_citations(text: str, hits: Sequence[Hit], margin: float = 0.1, min_support: float = 0.3) -> str:
+    """Point each citation at the passage that best supports its claim, when that is clearly another passage.
+
+    The claim of a mark is the text from the previous mark or sentence end up to it. If another passage holds every
+    number of the claim and at least ``min_support`` of its words, and ``margin`` more of them than the best cited
+    passage, the mark is replaced by that passage's. Small models often state a passage's fact and then cite its
+    neighbour; on the ESG QA set this raised the share of answers citing a gold page from 11 to 14 of 30
+    (docs/BENCHMARKS.md).
+    """
+    if not hits:
+        return text
+    passages = [(_units(h.chunk.text), set(_NUMBER.findall(h.chunk.text))) for h in hits]
+    groups: list[tuple[int, int, list[int]]] = []  # adjacent marks like [2][3] form one group
+    for m in _CITATION.finditer(text):
+        ns = [n for n in _numbers(m.group(1)) if 1 <= n <= len(hits)]
+        if groups and not text[groups[-1][1] : m.start()].strip():
+            start, _, previous = groups[-1]
+            groups[-1] = (start, m.end(), previous + ns)
+        else:
+            groups.append((m.start(), m.end(), ns))
+    out: list[str] = []
+    pos = 0
+    for start, end, ns in groups:
+        segment = text[pos:start]
+        boundary = max((b.end() for b in _CLAIM_END.finditer(segment)), default=0)
+        claim = segment[boundary:]
+        units, numbers = _units(claim), set(_NUMBER.findall(claim))
+        mark = text[start:end]
+        if ns and len(units) >= 3:
+            support = [len(units & p_units) / len(units) for p_units, _ in passages]
+            current = max(support[n - 1] for n in ns)
+            candidates = [n for n in range(1, len(hits) + 1) if numbers <= passages[n - 1][1]]
+            best = max(candidates, key=lambda n: support[n - 1], default=None)
+            if best is not None and best not in ns and min_support <= support[best - 1] > current + margin:
+                mark = f"[{best}]"
+        out.append(segment + mark)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def strip_citations(text: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", _CITATION.sub("", text)).strip()
 

@@ -22,6 +22,7 @@ from rag.prompt import (
     order_for_context,
     prompt_limit,
     refusal_text,
+    repoint_citations,
     rewrite_messages,
     sanitize,
 )
@@ -254,3 +255,28 @@ def test_uncited_sentences_get_the_passage_that_supports_them():
     assert attribute_citations(cited, hits) == cited
     zh = [hit(1, text="本报告建议证监会要求公司强制披露标准化的关键ESG指标。")]
     assert attribute_citations("报告建议证监会要求公司强制披露标准化ESG指标。", zh).endswith("[1]。")
+
+
+def test_a_citation_moves_to_the_passage_that_clearly_supports_its_claim():
+    hits = [
+        hit(1, text="Scope 3 intensity should fall 20% by 2030 under the five-pillar plan."),
+        hit(2, text="We committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 from 2020."),
+        hit(3, text="The board reviews climate risks twice a year."),
+    ]
+    # The claim states passage 2's fact but cites passage 3: the mark moves; the other claim keeps its mark.
+    text = "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 [3]. The board meets [3]."
+    assert repoint_citations(text, hits) == (
+        "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 [2]. The board meets [3]."
+    )
+    # A decimal point does not end the claim, and adjacent marks are one group: [1][2] already holds the best.
+    both = "Scope 1 and 2 emissions fall 39.0% by 2030 [1][2]."
+    assert repoint_citations(both, hits) == both
+    # No passage holds the claim's number: left alone, however many words match.
+    wrong = "Costco committed to a 45% absolute reduction of Scope 1 and 2 emissions by 2030 [3]."
+    assert repoint_citations(wrong, hits) == wrong
+    # Too few words to judge, or no clear winner: left alone.
+    assert repoint_citations("Yes [3].", hits) == "Yes [3]."
+    assert repoint_citations("Scope emissions fall by 2030 [1].", hits) == "Scope emissions fall by 2030 [1]."
+    zh = [hit(1, text="董事会每年审查两次气候风险。"), hit(2, text="本报告建议证监会要求公司强制披露关键ESG指标。")]
+    claim = "报告建议证监会要求公司强制披露ESG指标"
+    assert repoint_citations(f"{claim}[1]。", zh) == f"{claim}[2]。"
