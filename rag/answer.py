@@ -33,6 +33,7 @@ from rag.prompt import (
     rewrite_messages,
     silent_reason,
     strip_citations,
+    tidy_marks,
 )
 from rag.settings import Settings
 from rag.types import Answer, Event, Retrieval, Scope
@@ -192,5 +193,5 @@ def finalize(raw: str, hits, language: str, base: Answer) -> Answer:
     if is_refusal(raw):
         # A refusal has no sources: strip marks so text and citations agree.
         return replace(base, text=strip_citations(raw), refused=True, reason=refusal_reason_from_text(raw, language))
-    text, citations = extract_citations(repoint_citations(attribute_citations(raw, hits), hits), hits)
+    text, citations = extract_citations(repoint_citations(attribute_citations(tidy_marks(raw), hits), hits), hits)
     return replace(base, text=text, citations=citations)

@@ -371,6 +371,20 @@ def attribute_citations(text: str, hits: Sequence[Hit], min_support: float = 0.6
     return "".join(out) if out else text
 
 
+_TRAILING_MARKS = re.compile(r"([.!?。！？]+)[ \t]*((?:[\[【]\s*\d+(?:\s*[,，、\-–]\s*\d+)*\s*[\]】])+)")
+
+
+def tidy_marks(text: str) -> str:
+    """Put marks written after a sentence's full stop before it ("… base year. [1]" -> "… base year [1].") so every
+    mark stays with the sentence it supports (a mark left after the stop would start the next sentence)."""
+
+    def move(m: re.Match[str]) -> str:
+        space = "" if m.group(1)[0] in "。！？" else " "
+        return f"{space}{m.group(2)}{m.group(1)}"
+
+    return _TRAILING_MARKS.sub(move, text)
+
+
 _CLAIM_END = re.compile(r"[.!?。！？](?=\s|$)|[。！？]|\n")
 
 

@@ -25,6 +25,7 @@ from rag.prompt import (
     repoint_citations,
     rewrite_messages,
     sanitize,
+    tidy_marks,
 )
 from rag.types import Chunk, Hit, Scope, Source
 
@@ -280,3 +281,10 @@ def test_a_citation_moves_to_the_passage_that_clearly_supports_its_claim():
     zh = [hit(1, text="董事会每年审查两次气候风险。"), hit(2, text="本报告建议证监会要求公司强制披露关键ESG指标。")]
     claim = "报告建议证监会要求公司强制披露ESG指标"
     assert repoint_citations(f"{claim}[1]。", zh) == f"{claim}[2]。"
+
+
+def test_marks_after_a_full_stop_move_before_it():
+    assert tidy_marks("The target is 39% by 2030. [1]") == "The target is 39% by 2030 [1]."
+    assert tidy_marks("A is 5.7% [1]. B is 2. [2][3] C.") == "A is 5.7% [1]. B is 2 [2][3]. C."
+    assert tidy_marks("目标是减排39%。[1]其次") == "目标是减排39%[1]。其次"
+    assert tidy_marks("No marks here. Fine.") == "No marks here. Fine."
