@@ -240,17 +240,19 @@ def test_context_terms_carry_names_years_and_codes():
     assert context_terms("腾讯2022年的碳排放是多少？") == "腾讯2022年的碳排放是多少？"
 
 
+TARGET_PASSAGES = (
+    "Scope 3 intensity should fall 20% by 2030 under the five-pillar plan.",
+    "We committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 from 2020.",
+    "The board reviews climate risks twice a year.",
+)
+TARGET_CLAIM = "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030"
+
+
 def test_uncited_sentences_get_the_passage_that_supports_them():
-    hits = [
-        hit(1, text="Scope 3 intensity should fall 20% by 2030 under the five-pillar plan."),
-        hit(2, text="We committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 from 2020."),
-    ]
-    text = "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030. It is ambitious!"
-    assert attribute_citations(text, hits) == (
-        "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 [2]. It is ambitious!"
-    )
+    hits = [hit(n, text=t) for n, t in enumerate(TARGET_PASSAGES[:2], 1)]
+    assert attribute_citations(f"{TARGET_CLAIM}. It is ambitious!", hits) == f"{TARGET_CLAIM} [2]. It is ambitious!"
     # a number no passage holds, or an answer that already cites, is left alone
-    wrong = "Costco committed to a 45% absolute reduction of Scope 1 and 2 emissions by 2030."
+    wrong = TARGET_CLAIM.replace("39%", "45%") + "."
     assert attribute_citations(wrong, hits) == wrong
     cited = "Scope 3 intensity falls 20% [1]. Costco committed to a 39% absolute reduction by 2030."
     assert attribute_citations(cited, hits) == cited
@@ -259,21 +261,15 @@ def test_uncited_sentences_get_the_passage_that_supports_them():
 
 
 def test_a_citation_moves_to_the_passage_that_clearly_supports_its_claim():
-    hits = [
-        hit(1, text="Scope 3 intensity should fall 20% by 2030 under the five-pillar plan."),
-        hit(2, text="We committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 from 2020."),
-        hit(3, text="The board reviews climate risks twice a year."),
-    ]
+    hits = [hit(n, text=t) for n, t in enumerate(TARGET_PASSAGES, 1)]
     # The claim states passage 2's fact but cites passage 3: the mark moves; the other claim keeps its mark.
-    text = "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 [3]. The board meets [3]."
-    assert repoint_citations(text, hits) == (
-        "Costco committed to a 39% absolute reduction of Scope 1 and 2 emissions by 2030 [2]. The board meets [3]."
-    )
+    text = f"{TARGET_CLAIM} [3]. The board meets [3]."
+    assert repoint_citations(text, hits) == f"{TARGET_CLAIM} [2]. The board meets [3]."
     # A decimal point does not end the claim, and adjacent marks are one group: [1][2] already holds the best.
     both = "Scope 1 and 2 emissions fall 39.0% by 2030 [1][2]."
     assert repoint_citations(both, hits) == both
     # No passage holds the claim's number: left alone, however many words match.
-    wrong = "Costco committed to a 45% absolute reduction of Scope 1 and 2 emissions by 2030 [3]."
+    wrong = TARGET_CLAIM.replace("39%", "45%") + " [3]."
     assert repoint_citations(wrong, hits) == wrong
     # Too few words to judge, or no clear winner: left alone.
     assert repoint_citations("Yes [3].", hits) == "Yes [3]."
