@@ -371,7 +371,7 @@ def attribute_citations(text: str, hits: Sequence[Hit], min_support: float = 0.6
     return "".join(out) if out else text
 
 
-_TRAILING_MARKS = re.compile(r"([.!?。！？]+)[ \t]*((?:[\[【]\s*\d+(?:\s*[,，、\-–]\s*\d+)*\s*[\]】])+)")
+_TRAILING_MARKS = re.compile(rf"([.!?。！？]+)[ \t]*((?:{_CITATION.pattern})+)")
 
 
 def tidy_marks(text: str) -> str:
