@@ -280,6 +280,30 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _find_malloc_trim()
 
+# glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MALLOC_THRESHOLD = 128 * 1024  # bytes; glibc's own starting value for both
+
+
+def configure_malloc(threshold: int = MALLOC_THRESHOLD) -> bool:
+    """Fix glibc's mmap and trim thresholds at ``threshold`` bytes, so large blocks stay out of the threads' heaps.
+
+    Why: glibc raises both thresholds by itself once a large block has been freed (up to 32 MB and 64 MB). From then
+    on, blocks up to that size (llama.cpp's 1.8 MB per-token candidate list, large strings and arrays) are carved
+    from the heaps (arenas) of the worker threads that Gradio runs each answer's steps on, instead of getting their
+    own mapping. Under 20 users those arenas grew by free but resident memory that ``release_memory`` did not hand
+    back, about 0.6 MB per answer, while memory in use stayed flat (``benchmarks/memory_probe.py --gradio``,
+    docs/bench/reliability.md). With the thresholds set, glibc's adjustment is off: every block of ``threshold``
+    bytes or more is its own mapping, unmapped when freed, and the arenas stayed flat. Call it before the server
+    starts its threads. Returns True when glibc took both settings; False elsewhere (macOS, musl).
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, threshold) == 1 and mallopt(M_TRIM_THRESHOLD, threshold) == 1
+
 
 def release_memory() -> bool:
     """Return the C heap's free pages to the operating system (glibc ``malloc_trim(0)``, 0.2 ms median).
@@ -287,7 +311,7 @@ def release_memory() -> bool:
     Why: an answer streams from Gradio's worker threads, each with its own glibc arena, and llama.cpp allocates and
     frees about 1.8 MB per generated token (its candidate list over the vocabulary). glibc keeps the freed memory in
     the arenas: with 2 users the server's resident memory grew about 1 MB per answer without this and stayed flat
-    with it. It does not flatten the 20-user soak, whose growth is memory in use (docs/bench/reliability.md, soak).
+    with it. At 20 users it was not enough on its own; ``configure_malloc`` flattens that (docs/bench/reliability.md).
     Returns True when glibc released memory; False elsewhere or when none was free.
     """
     return _MALLOC_TRIM is not None and bool(_MALLOC_TRIM(0))
@@ -1418,6 +1442,7 @@ def ensure_sample_kb(assistant: Assistant, folder: Path = ASSETS) -> list[Ingest
 
 
 def main() -> None:
+    configure_malloc()  # first: before any thread, model or large block (see its docstring)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     settings, storage = deployment_settings()  # on a Space: host 0.0.0.0, knowledge base on /data when attached
