@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import load_jsonl, machine, peak_rss_mb, percentile, testdata, today
+from benchmarks.common import load_jsonl, machine, peak_rss_mb, percentile, testdata, today, verified_pages
 from rag.answer import RagChain
 from rag.llm import LLM, ChatMessage, make_llm
 from rag.settings import Settings
@@ -58,6 +58,8 @@ class Item:
     gold: str
     pages: list[int]
     answerable: bool
+    # pages plus every page verified as holding one of the gold evidence extracts (common.verified_pages)
+    verified: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -91,6 +93,9 @@ def load_items(path: Path) -> list[Item]:
         if row.get("page") is not None:
             item.pages = sorted(set(item.pages) | {int(row["page"])})
         item.answerable = item.answerable or bool(row.get("answerable", True))
+    verified = verified_pages(path.parent)
+    for (doc, question), item in groups.items():
+        item.verified = sorted(set(item.pages) | (verified.get((doc, question), set()) if item.pages else set()))
     return list(groups.values())
 
 
@@ -336,33 +341,28 @@ def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]
     for item in items:
         rec = by_id[item.id]
         correct, how = judge_item(item, rec, judge)
-        cited = [p for pages in rec.cited_pages for p in pages]
-        details.append(
-            {
-                "id": item.id,
-                "answerable": item.answerable,
-                "refused": rec.refused,
-                "correct": correct,
-                "how": how,
-                "citation_hit": (any(p in item.pages for p in cited) if cited and item.pages else None),
-                "citation_precision": (
-                    sum(any(p in item.pages for p in pages) for pages in rec.cited_pages) / len(rec.cited_pages)
-                    if rec.cited_pages and item.pages
-                    else None
-                ),
-                "cited": bool(rec.cited_pages),
-                # Was a gold page among the passages the model read? Bounds what citing can reach.
-                "gold_shown": (
-                    any(p in item.pages for pages in rec.shown_pages for p in pages) if item.pages else None
-                ),
-            }
-        )
+        row = {"id": item.id, "answerable": item.answerable, "refused": rec.refused, "correct": correct, "how": how}
+        row["cited"] = bool(rec.cited_pages)
+        # Citation metrics against the QA file's pages and against every verified evidence page ("_verified").
+        for suffix, gold in (("", item.pages), ("_verified", item.verified or item.pages)):
+            cited = [p for pages in rec.cited_pages for p in pages]
+            row["citation_hit" + suffix] = any(p in gold for p in cited) if cited and gold else None
+            row["citation_precision" + suffix] = (
+                sum(any(p in gold for p in pages) for pages in rec.cited_pages) / len(rec.cited_pages)
+                if rec.cited_pages and gold
+                else None
+            )
+            # Was a gold page among the passages the model read? Bounds what citing can reach.
+            row["gold_shown" + suffix] = any(p in gold for pages in rec.shown_pages for p in pages) if gold else None
+        details.append(row)
     ans = [d for d in details if d["answerable"]]
     unans = [d for d in details if not d["answerable"]]
     answered = [d for d in ans if not d["refused"]]
-    cite_hits = [d["citation_hit"] for d in answered if d["citation_hit"] is not None]
-    cite_prec = [d["citation_precision"] for d in answered if d["citation_precision"] is not None]
-    shown = [d["gold_shown"] for d in answered if d["gold_shown"] is not None]
+
+    def mean_of(key: str) -> float | None:
+        vals = [d[key] for d in answered if d[key] is not None]
+        return round(sum(vals) / len(vals), 3) if vals else None
+
     llm_rows = [r for r in rows if r["llm_called"]]
     gen = [
         (r["answer_tokens"] - 1) / (r["total_s"] - r["ttft_s"])
@@ -378,9 +378,12 @@ def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]
         "refusal_accuracy": round(sum(d["refused"] for d in unans) / len(unans), 3) if unans else None,
         "answer_rate": round(len(answered) / len(ans), 3) if ans else None,
         "answered_with_citation": round(sum(d["cited"] for d in answered) / len(answered), 3) if answered else None,
-        "citation_accuracy": round(sum(cite_hits) / len(cite_hits), 3) if cite_hits else None,
-        "citation_precision": round(sum(cite_prec) / len(cite_prec), 3) if cite_prec else None,
-        "gold_shown": round(sum(shown) / len(shown), 3) if shown else None,
+        "citation_accuracy": mean_of("citation_hit"),
+        "citation_precision": mean_of("citation_precision"),
+        "gold_shown": mean_of("gold_shown"),
+        "citation_accuracy_verified": mean_of("citation_hit_verified"),
+        "citation_precision_verified": mean_of("citation_precision_verified"),
+        "gold_shown_verified": mean_of("gold_shown_verified"),
         "sources_p50_s": round(percentile([r["sources_s"] for r in rows], 50), 2),
         "sources_p95_s": round(percentile([r["sources_s"] for r in rows], 95), 2),
         "ttft_p50_s": round(percentile([r["ttft_s"] for r in llm_rows], 50), 2) if llm_rows else None,
@@ -522,6 +525,9 @@ def summary_table(out: dict) -> str:
         ("citation_accuracy", "citation accuracy (answer cites a gold page)"),
         ("citation_precision", "citation precision (cited passages on a gold page)"),
         ("gold_shown", "a gold page among the passages read (answered items)"),
+        ("citation_accuracy_verified", "citation accuracy, gold = every verified evidence page"),
+        ("citation_precision_verified", "citation precision, gold = every verified evidence page"),
+        ("gold_shown_verified", "a verified evidence page among the passages read"),
         ("answered_with_citation", "answers with ≥1 citation"),
         ("sources_p50_s", "time to sources p50 (s)"),
         ("sources_p95_s", "time to sources p95 (s)"),

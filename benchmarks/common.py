@@ -51,6 +51,27 @@ def gold_groups(rows: list[dict]) -> dict[tuple[str, str], set[int]]:
     return dict(groups)
 
 
+def verified_pages(qa_dir: Path) -> dict[tuple[str, str], set[int]]:
+    """(doc, question) -> every page the collector verified as holding one of the question's gold evidence extracts.
+
+    ``esg_qa_en.jsonl`` keeps one ``page`` per Climate Finance Bench question, although its gold evidence joins up to
+    five extracts; the per-source file lists the page of each (``evidence_pages_verified``, checked against pypdf's
+    text like ``page``: testdata SOURCES.md). Hits on those pages are hits on gold evidence too.
+    """
+    out: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for path in sorted(qa_dir.glob("*.jsonl")):
+        for row in load_jsonl(path):
+            pages = [int(p) for p in row.get("evidence_pages_verified") or [] if p is not None]
+            if pages and row.get("doc"):
+                out[(row["doc"], row["question"])].update(pages)
+    return dict(out)
+
+
+def with_verified(groups: dict[tuple[str, str], set[int]], verified: dict[tuple[str, str], set[int]]):
+    """The same groups with every verified evidence page added to their gold pages."""
+    return {key: pages | verified.get(key, set()) for key, pages in groups.items()}
+
+
 def rank_metrics(ranked_pages: list[list[int | set[int]]], gold: list[set[int]]) -> dict[str, float]:
     """hit@1/5/10 and MRR (first hit on a gold page) over queries.
 

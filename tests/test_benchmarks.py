@@ -1,0 +1,32 @@
+"""The benchmark helpers that decide what counts as a hit (benchmarks/common.py), on the real QA files."""
+
+from __future__ import annotations
+
+from benchmarks.common import gold_groups, load_jsonl, rank_metrics, verified_pages, with_verified
+
+ORANGE = "cfb_orange_2023_integrated_annual_report.pdf"
+TRAJECTORY = "Does the company have a decarbonization trajectory compatible with a 1.5 or 2 degree scenario?"
+
+
+def test_verified_pages_add_the_other_evidence_extracts_pages(testdata):
+    qa = testdata / "qa"
+    groups = gold_groups(load_jsonl(qa / "esg_qa_en.jsonl"))
+    verified = with_verified(groups, verified_pages(qa))
+    # The combined file keeps the first extract's page; the source file verified all three extracts' pages.
+    assert groups[(ORANGE, TRAJECTORY)] == {17}
+    assert verified[(ORANGE, TRAJECTORY)] == {17, 33, 43}
+    assert verified.keys() == groups.keys()
+    assert all(groups[k] <= verified[k] for k in groups)
+    # ClimRetrieve rows carry no extract list: their gold is unchanged.
+    assert all(verified[k] == groups[k] for k in groups if k[0].startswith("climretrieve_"))
+    assert sum(verified[k] != groups[k] for k in groups) >= 5
+
+
+def test_rank_metrics_count_a_multi_page_passage_once():
+    ranked = [[{4, 5}, {9}], [{1}, {2}, {3}, {4}, {5}, {6}], [{7}]]
+    gold = [{5}, {6}, {8}]
+    m = rank_metrics(ranked, gold)
+    assert abs(m["hit@1"] - 1 / 3) < 1e-3
+    assert abs(m["hit@5"] - 1 / 3) < 1e-3  # the second query's gold is at rank 6
+    assert abs(m["hit@10"] - 2 / 3) < 1e-3
+    assert abs(m["mrr"] - (1 + 1 / 6) / 3) < 1e-3
