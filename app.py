@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import ctypes.util
+import gc
 import hashlib
 import hmac
 import html
@@ -306,14 +307,18 @@ def configure_malloc(threshold: int = MALLOC_THRESHOLD) -> bool:
 
 
 def release_memory() -> bool:
-    """Return the C heap's free pages to the operating system (glibc ``malloc_trim(0)``, 0.2 ms median).
+    """Free what the last answer left for Python's cycle collector, then return the C heap's free pages to the
+    operating system (``gc.collect()``, about 0.1 s, then glibc ``malloc_trim(0)``, 0.2 ms median).
 
-    Why: an answer streams from Gradio's worker threads, each with its own glibc arena, and llama.cpp allocates and
-    frees about 1.8 MB per generated token (its candidate list over the vocabulary). glibc keeps the freed memory in
-    the arenas: with 2 users the server's resident memory grew about 1 MB per answer without this and stayed flat
-    with it. At 20 users it was not enough on its own; ``configure_malloc`` flattens that (docs/bench/reliability.md).
+    Why the collection: llama-cpp-python's samplers (one per generation; they reference themselves) and other
+    garbage in reference cycles hold C memory that Python does not count, so its own full collections came rarely:
+    a Gradio server answering 30 questions for 20 users without them kept 14 MB of such blocks that one
+    ``gc.collect()`` freed (``benchmarks/memory_probe.py --gradio --no-gc``). Why the trim: an answer streams from
+    Gradio's worker threads, each with its own glibc arena, and llama.cpp allocates and frees about 1.8 MB per
+    generated token; glibc keeps freed memory in the arenas (with 2 users about 1 MB per answer without the trim).
     Returns True when glibc released memory; False elsewhere or when none was free.
     """
+    gc.collect()
     return _MALLOC_TRIM is not None and bool(_MALLOC_TRIM(0))
 
 

@@ -12,8 +12,10 @@ time is up.
 Reports throughput (answers per minute), p50/p95/max latency (seconds from the question to the full answer), the
 outcome of every request (answered, refused, "busy, try again", client-side error, server error), the server's
 resident memory (the app process and its children) sampled every 5 s — peak, after the first minute, at the end —
-and the load average before and after (the 2-core machine may be shared). Server errors are failed requests that
-were not a clear "busy" message plus tracebacks in the server log; the target is zero.
+and the load average before and after (the 2-core machine may be shared); for a soak, whether memory is flat
+(``memory_trend``: growth after a 2-minute warm-up and the slope of the last half, against fixed bounds). Server
+errors are failed requests that were not a clear "busy" message plus tracebacks in the server log; the target is
+zero.
 """
 
 from __future__ import annotations
@@ -54,6 +56,31 @@ QUESTIONS = [
     "Hello!",
     "What share of Northwind Metals' Scope 3 comes from purchased goods?",
 ]
+
+
+# Flat memory (issue 7, item 9): after a warm-up of FLAT_WARMUP_MIN minutes, the server's RSS (highest sample per
+# minute) ends at most FLAT_MAX_GROWTH_MB above the warm-up minute, and over the second half of the minutes after
+# the warm-up its least-squares slope is at most FLAT_MAX_SLOPE_MB_MIN (before the fix: ~7 MB/min, +90 MB).
+FLAT_WARMUP_MIN = 2
+FLAT_MAX_GROWTH_MB = 10.0
+FLAT_MAX_SLOPE_MB_MIN = 0.5
+
+
+def memory_trend(rss_by_minute: list[float]) -> dict[str, float | bool]:
+    """Growth after warm-up (MB), the slope of the last half (MB per minute) and whether both are within bounds."""
+    after = rss_by_minute[FLAT_WARMUP_MIN:]
+    if len(after) < 4:
+        return {"growth_after_warmup_mb": float("nan"), "slope_last_half_mb_min": float("nan"), "flat": False}
+    half = after[len(after) // 2 :]
+    xs = range(len(half))
+    mx, my = (len(half) - 1) / 2, sum(half) / len(half)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, half, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    growth = after[-1] - after[0]
+    return {
+        "growth_after_warmup_mb": round(growth, 1),
+        "slope_last_half_mb_min": round(slope, 2),
+        "flat": growth <= FLAT_MAX_GROWTH_MB and slope <= FLAT_MAX_SLOPE_MB_MIN,
+    }
 
 
 @dataclass
@@ -208,6 +235,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     done = [o.seconds for o in outcomes if o.kind in ("answered", "refused")]
     mb = [m for _, m in memory.samples]
     after_1min = next((m for s, m in memory.samples if s >= 60), mb[0] if mb else 0.0)
+    rss_by_minute = [
+        round(max(m for s, m in memory.samples if int(s // 60) == minute))
+        for minute in sorted({int(s // 60) for s, _ in memory.samples})
+    ]
     return {
         "users": args.users,
         "mode": f"soak {args.soak_minutes:g} min" if soak_s else f"{args.questions} question(s) per user at once",
@@ -224,10 +255,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "rss_after_1min_mb": round(after_1min, 0),
         "rss_end_mb": round(mb[-1], 0) if mb else 0.0,
         # Highest sample in each minute: a leak shows as a steady climb, a warm-up as an early step then flat.
-        "rss_by_minute_mb": [
-            round(max(m for s, m in memory.samples if int(s // 60) == minute))
-            for minute in sorted({int(s // 60) for s, _ in memory.samples})
-        ],
+        "rss_by_minute_mb": rss_by_minute,
+        **(memory_trend(rss_by_minute) if soak_s else {}),
         "requests_by_minute": [
             sum(1 for o in outcomes if int(o.start // 60) == minute) for minute in range(int(wall // 60) + 1)
         ],
@@ -253,6 +282,15 @@ def markdown(r: dict) -> str:
             f"{r['rss_after_1min_mb']:.0f} → {r['rss_end_mb']:.0f} | {r['load_before'][0]} → {r['load_after'][0]} |",
             "",
             f"Server RSS by minute (MB, highest sample): {', '.join(map(str, r['rss_by_minute_mb']))}",
+            *(
+                [
+                    f"Memory after the {FLAT_WARMUP_MIN}-minute warm-up: {r['growth_after_warmup_mb']:+} MB, last half "
+                    f"{r['slope_last_half_mb_min']:+} MB/min: {'flat' if r['flat'] else 'NOT flat'} (bounds "
+                    f"{FLAT_MAX_GROWTH_MB:g} MB, {FLAT_MAX_SLOPE_MB_MIN:g} MB/min)"
+                ]
+                if "flat" in r
+                else []
+            ),
             f"Busy replies (first): {r['busy'][:1]}",
         ]
     )

@@ -29,6 +29,7 @@ import ctypes
 import gc
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -112,9 +113,14 @@ def arenas() -> dict[str, float]:
     return out
 
 
+COLLECT = [True]  # gc.collect() before each checkpoint (--no-gc: leave collection to Python, as the app does)
+
+
 def checkpoint(answers: int, start: float) -> dict[str, float]:
-    gc.collect()
+    if COLLECT[0]:
+        gc.collect()
     row: dict[str, float] = {"answers": answers, "s": time.perf_counter() - start, **smaps_mb()}
+    row["gen2"] = gc.get_stats()[2]["collections"]
     if LIBC is not None:
         mi = LIBC.mallinfo2()
         row |= {"in_use": mi.uordblks / 2**20, "free_kept": mi.fordblks / 2**20, "mmapped": mi.hblkhd / 2**20}
@@ -139,6 +145,7 @@ COLUMNS = [
     ("others", "thread arenas MB", "{:.1f}"),
     ("others_free", "their free MB", "{:.1f}"),
     ("py_traced", "Python traced MB", "{:.1f}"),
+    ("gen2", "full gc runs", "{:.0f}"),
 ]
 
 
@@ -160,7 +167,9 @@ def main() -> None:
     ap.add_argument("--sessions", choices=("users", "each"), default="users")
     ap.add_argument("--tracemalloc", action="store_true")
     ap.add_argument("--no-trim", action="store_true")
+    ap.add_argument("--no-gc", action="store_true", help="no gc.collect() at checkpoints (one after the last)")
     ap.add_argument("--gradio", action="store_true", help="answer through the app's Gradio server (see above)")
+    ap.add_argument("--drain", action="store_true", help="with --gradio: then stop asking and answer the queue")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: run the gradio_client users against this URL
     ap.add_argument(
         "--malloc",
@@ -198,6 +207,7 @@ def run(args: argparse.Namespace, kb: Path) -> None:
     for _ in ctl.ask(QUESTIONS[0], warm, Scope()):  # load the models, so the first checkpoint is after warm-up
         pass
     app.release_memory()
+    COLLECT[0] = not args.no_gc
     if args.tracemalloc:
         tracemalloc.start(8)
     start = time.perf_counter()
@@ -266,6 +276,13 @@ def run(args: argparse.Namespace, kb: Path) -> None:
 
         anyio.run(all_users)
 
+    if args.no_gc:  # what a full collection frees of what Python left uncollected
+        COLLECT[0] = True
+        release()
+        rows.append(checkpoint(done[0], start))
+        print("after gc.collect() and release_memory():")
+        print_row(rows[-1])
+        rows.pop()
     first, last = rows[1] if len(rows) > 2 else rows[0], rows[-1]
     print(
         f"\ngrowth from {first['answers']:.0f} to {last['answers']:.0f} answers: "
@@ -299,6 +316,11 @@ def serve(args: argparse.Namespace, ctl, app, finished, done: list[int]) -> None
             if child.poll() is not None:
                 raise SystemExit(f"the client process ended early (status {child.returncode})")
             time.sleep(1)
+        if args.drain:  # as at the end of a soak: no new questions, the queued ones are answered, users leave
+            print(f"drain: users ask no more; {done[0]} answers so far", flush=True)
+            child.send_signal(signal.SIGUSR1)
+            child.wait(1800)
+            print(f"drain done: {done[0]} answers", flush=True)
     finally:
         child.terminate()
         child.wait(30)
@@ -311,15 +333,19 @@ def clients(url: str, users: int) -> None:
 
     from benchmarks.load import ask
 
+    stop = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: stop.set())  # the probe's --drain: finish the question, ask no more
+
     def user(i: int) -> None:
         rng, client = random.Random(i), Client(url, verbose=False)
-        while True:
+        while not stop.is_set():
             ask(client, rng.choice(QUESTIONS))
 
     parent = os.getppid()
-    for i in range(users):
-        threading.Thread(target=user, args=(i,), daemon=True).start()
-    while os.getppid() == parent:  # end with the probe, however it ended
+    pool = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(users)]
+    for th in pool:
+        th.start()
+    while os.getppid() == parent and any(th.is_alive() for th in pool):  # end with the probe, however it ended
         time.sleep(1)
 
 

@@ -1,8 +1,11 @@
-"""Server memory under sustained load: every answer hands the C heap's free pages back to the operating system.
+"""Server memory under sustained load: every answer frees cyclic garbage and hands the C heap's free pages back to
+the operating system, and large blocks stay out of the worker threads' heaps.
 
-The soak (``python benchmarks/load.py --soak-minutes 10``, results in docs/bench/reliability.md) measures the effect
-on the running server; these tests check the mechanism: ``app.release_memory`` really returns freed heap memory on
-glibc, and the chat handler calls it once per answer, whether the answer finishes, fails or is abandoned.
+The soak (``python benchmarks/load.py --soak-minutes 10``) and ``benchmarks/memory_probe.py`` measure the effect
+on the running server (docs/bench/reliability.md); these tests check the mechanisms: ``app.release_memory`` really
+frees garbage in reference cycles and returns freed heap memory on glibc, the chat handler calls it once per answer,
+whether the answer finishes, fails or is abandoned, ``app.configure_malloc`` keeps large blocks in their own
+mappings, and the soak's "flat" verdict.
 """
 
 from __future__ import annotations
@@ -69,6 +72,29 @@ def test_a_failed_or_abandoned_answer_releases_memory_too(make_app, releases):
     # An empty question is not an answer: nothing to release.
     assert list(stream_answer(demo)("", [], ui, "all", [], None)) == []
     assert len(calls) == 2
+
+
+def test_release_memory_frees_llama_samplers_left_in_reference_cycles():
+    """llama-cpp-python builds a sampler per generation that references itself, so only Python's cycle collector
+    frees its C memory, and under load its full collections come rarely; each answer's release_memory runs one."""
+    import gc
+    import weakref
+
+    from llama_cpp._internals import LlamaSampler
+
+    enabled = gc.isenabled()
+    gc.disable()  # as between Python's rare full collections
+    try:
+        sampler = LlamaSampler()
+        sampler.add_greedy()
+        alive = weakref.ref(sampler)
+        del sampler
+        assert alive() is not None, "the sampler no longer references itself: this test shows nothing"
+        app.release_memory()
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
@@ -181,3 +207,15 @@ def test_configure_malloc_keeps_large_blocks_out_of_worker_threads_heaps():
     # growth); fixed: each block is its own mapping and the 40 MB go back to the OS on free.
     assert result["default"] == (0, pytest.approx(0, abs=5)), f"default glibc (mapped, returned MB): {result}"
     assert result["fixed"][0] >= 40 and result["fixed"][1] > 35, f"configure_malloc (mapped, returned MB): {result}"
+
+
+def test_soak_memory_is_flat_only_without_a_late_trend():
+    from benchmarks.load import memory_trend
+
+    session3 = [958, 960, 972, 980, 985, 992, 996, 1004, 1007, 1008, 1018, 1030, 1042, 1048]  # soak 4, before the fix
+    assert memory_trend(session3) == {"growth_after_warmup_mb": 76, "slope_last_half_mb_min": 9.11, "flat": False}
+    warm_then_flat = [900, 940, 950, 951, 950, 952, 951, 951, 952, 951, 952, 951]
+    assert memory_trend(warm_then_flat)["flat"]
+    slow_creep = [950 + 0.8 * minute for minute in range(14)]  # +8 MB: small, but still climbing
+    assert not memory_trend(slow_creep)["flat"]
+    assert not memory_trend([950, 951, 952, 953])["flat"]  # too short to tell
