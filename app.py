@@ -293,7 +293,7 @@ def configure_malloc(threshold: int = MALLOC_THRESHOLD) -> bool:
     on, blocks up to that size (llama.cpp's 1.8 MB per-token candidate list, large strings and arrays) are carved
     from the heaps (arenas) of the worker threads that Gradio runs each answer's steps on, instead of getting their
     own mapping. Under 20 users those arenas grew by free but resident memory that ``release_memory`` did not hand
-    back, about 0.6 MB per answer, while memory in use stayed flat (``benchmarks/memory_probe.py --gradio``,
+    back, +24 MB over 50 answers, while memory in use stayed flat (``benchmarks/memory_probe.py --gradio``,
     docs/bench/reliability.md). With the thresholds set, glibc's adjustment is off: every block of ``threshold``
     bytes or more is its own mapping, unmapped when freed, and the arenas stayed flat. Call it before the server
     starts its threads. Returns True when glibc took both settings; False elsewhere (macOS, musl).
