@@ -308,7 +308,7 @@ def configure_malloc(threshold: int = MALLOC_THRESHOLD) -> bool:
 
 def release_memory() -> bool:
     """Free what the last answer left for Python's cycle collector, then return the C heap's free pages to the
-    operating system (``gc.collect()``, about 0.1 s, then glibc ``malloc_trim(0)``, 0.2 ms median).
+    operating system (one full ``gc.collect()``, then glibc ``malloc_trim(0)``, 0.2 ms median).
 
     Why the collection: llama-cpp-python's samplers (one per generation; they reference themselves) and other
     garbage in reference cycles hold C memory that Python does not count, so its own full collections came rarely:
