@@ -343,9 +343,9 @@ def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]
         correct, how = judge_item(item, rec, judge)
         row = {"id": item.id, "answerable": item.answerable, "refused": rec.refused, "correct": correct, "how": how}
         row["cited"] = bool(rec.cited_pages)
+        cited = [p for pages in rec.cited_pages for p in pages]
         # Citation metrics against the QA file's pages and against every verified evidence page ("_verified").
         for suffix, gold in (("", item.pages), ("_verified", item.verified or item.pages)):
-            cited = [p for pages in rec.cited_pages for p in pages]
             row["citation_hit" + suffix] = any(p in gold for p in cited) if cited and gold else None
             row["citation_precision" + suffix] = (
                 sum(any(p in gold for p in pages) for pages in rec.cited_pages) / len(rec.cited_pages)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.answers import open_assistant
+from benchmarks.answers import open_assistant, pages_of
 from benchmarks.common import (
     gold_groups,
     load_jsonl,
@@ -40,11 +40,6 @@ from rag.types import Scope
 
 SYSTEM = "You judge whether a passage from a company report helps answer a question. Reply yes or no."
 PASSAGE_CHARS = 1200  # about 300 tokens: a page passage's opening, enough to judge its topic
-
-
-def pages_of(hit) -> set[int]:
-    src = hit.chunk.source
-    return set(range(src.page, (src.last_page or src.page) + 1)) if src.page else set()
 
 
 def main() -> None:
@@ -77,8 +72,8 @@ def main() -> None:
             probs.append(0.0 if p is None else p)
         seconds.append(time.perf_counter() - t)
         order = sorted(range(len(hits)), key=lambda i: -probs[i])  # stable: ties keep the retrieval order
-        before.append([pages_of(h) for h in hits])
-        after.append([pages_of(hits[i]) for i in order])
+        before.append([set(pages_of(h)) for h in hits])
+        after.append([set(pages_of(hits[i])) for i in order])
         rows.append({"doc": doc, "question": question, "p_yes": [round(p, 3) for p in probs], "pages": before[-1]})
         print(f"{len(rows)}/{len(keys)} {seconds[-1]:.1f} s", file=sys.stderr)
 
