@@ -239,11 +239,12 @@ class LlamaCppLLM:
         tokens += special("<|im_start|>assistant\n")
         return tokens
 
-    def yes_probability(self, messages: Sequence[ChatMessage]) -> float | None:
-        """Read the prompt (reusing the cached prefix) and compare the next-token probabilities of yes and no words.
+    def next_token_mass(self, messages: Sequence[ChatMessage], groups: dict[str, Sequence[str]]) -> dict[str, float]:
+        """Read the prompt (reusing the cached prefix) and return, per group of words, the probability that the reply
+        starts with one of them (the first token of each word; words sharing a first token count it once).
 
-        Costs one prompt evaluation and no sampling; the KV cache keeps the prompt, so a following ``stream`` whose
-        messages share its prefix starts almost at once.
+        Costs one prompt evaluation and no sampling; the KV cache keeps the prompt, so a following call whose
+        messages share its prefix reads only what differs.
         """
         import numpy as np
 
@@ -267,10 +268,15 @@ class LlamaCppLLM:
             ids = {t[0] for w in words if (t := llama.tokenize(w.encode("utf-8"), add_bos=False, special=False))}
             return float(sum(probs[i] for i in ids))
 
-        yes, no = mass(YES_WORDS), mass(NO_WORDS)
-        if yes + no < 0.2:
+        return {name: mass(words) for name, words in groups.items()}
+
+    def yes_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """P(yes) / (P(yes) + P(no)) for the first reply token, or ``None`` when the model would say neither
+        (yes and no together below 0.2)."""
+        m = self.next_token_mass(messages, {"yes": YES_WORDS, "no": NO_WORDS})
+        if m["yes"] + m["no"] < 0.2:
             return None
-        return yes / (yes + no)
+        return m["yes"] / (m["yes"] + m["no"])
 
     def reset_cache(self) -> None:
         """Forget the KV cache so the next call evaluates its whole prompt (used to measure the prefix cache)."""
