@@ -47,7 +47,8 @@ ROUTE = "rag"
 # threshold the question is refused without generating. Calibrated on the English ESG QA set (benchmarks/answers.py,
 # docs/BENCHMARKS.md): for the 1.5B model, P(yes) of answerable and unanswerable questions overlap (AUC 0.82), and
 # it falls as passages grow (one passage per page holds up to three chunks). With those passages 0.50 balances
-# them best (92% of answerable kept, 56% of unanswerable refused; 0.58 kept 61% and refused 78%).
+# them best (92% of answerable kept, 56% of unanswerable refused; 0.58 kept 61% and refused 78%). Other questions
+# to ask, a few-shot prompt and focused passages separated no better (benchmarks/gate.py, docs/BENCHMARKS.md).
 # The 0.5B model leans to "no" on everything (P(yes) 0.21-0.31 either way), so its gate is off. Models not
 # calibrated here are not gated.
 GATE_THRESHOLDS: dict[str, float] = {
@@ -134,7 +135,13 @@ class RagChain:
 
         s = self.settings
         prompt = build_prompt(
-            turn.standalone, retrieval.hits, self.llm, s.max_answer_tokens, s.max_prompt_tokens, turn.language
+            turn.standalone,
+            retrieval.hits,
+            self.llm,
+            s.max_answer_tokens,
+            s.max_prompt_tokens,
+            turn.language,
+            s.passage_tokens,
         )
         log.debug(
             "prompt: %d tokens, %d passages (%d dropped, %d cut)",

@@ -130,6 +130,82 @@ def _truncate(llm: LLM, text: str, max_tokens: int) -> str:
     return cut.rstrip() + " …" if cut.strip() else ""
 
 
+# Unit boundaries inside a passage: a sentence end (a full stop before white space, so "37.4%" stays whole; CJK marks
+# need no space), a blank line, or a line break that is not a wrapped sentence. PDF text breaks sentences at every
+# printed line ("Our Scope\n1 emissions increased 15%"), so a break only counts after a line that ends a sentence or
+# is short (a heading, a table row), or before a list bullet.
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*")
+_BULLET = re.compile(r"\s*(?:[•◼▪●■\-–*]|\d{1,2}[.)]\s)")
+_WRAPPED_LINE = 60  # characters: a line this long that ends mid-sentence was wrapped by the layout
+
+
+def _unit_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each unit of ``text``; a unit runs up to the next boundary (the separator is not in it)."""
+    cuts = [(m.start(), m.end()) for m in _SENTENCE_END.finditer(text)]
+    line_start = 0
+    for m in re.finditer(r"\n+", text):
+        line = text[line_start : m.start()].strip()
+        line_start = m.end()
+        blank = m.group(0).count("\n") > 1
+        ends = bool(re.search(r"[.!?;:。！？；：]$", line)) or len(line) < _WRAPPED_LINE
+        if blank or ends or _BULLET.match(text, m.end()):
+            cuts.append((m.start(), m.end()))
+    spans, pos = [], 0
+    for start, end in sorted(cuts):
+        if start < pos:  # overlapping separators (". \n"): the first one already cut here
+            pos = max(pos, end)
+            continue
+        if text[pos:start].strip():
+            spans.append((pos, start))
+        pos = end
+    if text[pos:].strip():
+        spans.append((pos, len(text)))
+    return spans
+
+
+def focus_passage(question: str, text: str, llm: LLM, max_tokens: int) -> str:
+    """``text`` cut to at most ``max_tokens`` tokens by keeping its sentences (and table rows) that share the most
+    words with ``question``, in their original order, gaps marked ``…``; ``text`` itself when it fits.
+
+    A page passage joins up to three chunks, and most of it is not about the question; tokens are what time to first
+    token costs. Opt-in (``Settings.passage_tokens``): on the ESG QA set it kept the gold evidence text in fewer
+    tokens than cutting passages at the end, but the 1.5B model's answers were no better than with the plain cap
+    (docs/BENCHMARKS.md, session 5).
+    """
+    if max_tokens <= 0 or llm.count_tokens(text) <= max_tokens:
+        return text
+    spans = _unit_spans(text)
+    # Each unit with the separator that follows it, so kept neighbours are joined exactly as in the document.
+    units = [
+        (text[a:b].strip(), text[b : spans[i + 1][0]] if i + 1 < len(spans) else "") for i, (a, b) in enumerate(spans)
+    ]
+    wanted = _units(question)
+
+    def score(unit: str) -> float:
+        mine = _units(unit)
+        return len(wanted & mine) / (1 + len(mine)) ** 0.3  # damped length: a long sentence is not better per se
+
+    costs = [llm.count_tokens(u) + 1 for u, _ in units]
+    keep: set[int] = set()
+    used = 0
+    # Best first; ties keep document order (sorted is stable), so a passage with no overlap keeps its opening.
+    for i in sorted(range(len(units)), key=lambda i: -score(units[i][0])):
+        if used + costs[i] <= max_tokens:
+            keep.add(i)
+            used += costs[i]
+    if not keep:
+        return _truncate(llm, text, max_tokens)
+    out = "…" if min(keep) > 0 else ""
+    for i in sorted(keep):
+        if out and i - 1 not in keep:
+            out = out.rstrip() + " … "
+        unit, sep = units[i]
+        out += unit + (sep if i + 1 in keep else "")
+    if max(keep) < len(units) - 1:
+        out = out.rstrip() + " …"
+    return out.strip()
+
+
 def prompt_limit(llm: LLM, max_answer_tokens: int, max_prompt_tokens: int) -> int:
     """Prompt tokens allowed: the context window minus the answer, and at most ``max_prompt_tokens``."""
     return max(0, min(llm.n_ctx - max_answer_tokens, max_prompt_tokens))
@@ -142,12 +218,15 @@ def build_prompt(
     max_answer_tokens: int,
     max_prompt_tokens: int,
     language: str | None = None,
+    passage_tokens: int = 0,
 ) -> Prompt:
     """The answer prompt for ``question`` over ranked ``hits`` (best first), within the token budget.
 
     Passages are added best first; the first that does not fit is truncated (if a useful part fits) and the rest
     are dropped. Kept passages are then ordered best-at-the-ends and numbered in that order. The total never exceeds
-    ``prompt_limit`` (re-counted after rendering; passages are dropped until it fits).
+    ``prompt_limit`` (re-counted after rendering; passages are dropped until it fits). With ``passage_tokens`` > 0,
+    each passage is first focused on the question within that many tokens (``focus_passage``); ``Prompt.hits``
+    keep their full text for display.
     """
     language = language or detect_language(question)
     limit = prompt_limit(llm, max_answer_tokens, max_prompt_tokens)
@@ -170,6 +249,8 @@ def build_prompt(
     truncated = 0
     for hit in hits:
         text = sanitize(hit.chunk.text).strip()
+        if passage_tokens > 0:
+            text = focus_passage(question, text, llm, passage_tokens)
         cost = llm.count_tokens(_passage_block(99, hit, text)) + 1
         if cost <= room:
             chosen.append((hit, text))

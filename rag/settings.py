@@ -54,7 +54,10 @@ class Settings:
     llm: str = "large"  # "small", "large" or a path to a local .gguf file (large: chosen by benchmarks/answers.py)
     llm_ctx: int = 4096  # context window in tokens
     max_answer_tokens: int = 320
-    max_prompt_tokens: int = 1400  # prompt cap (passages are cut to fit): reading the prompt sets time to first token
+    # Reading the prompt sets time to first token. A 1,000-token cap halves it but costs refusals and citations, with
+    # or without focused passages (docs/BENCHMARKS.md, sessions 4-5): the default keeps whole passages.
+    max_prompt_tokens: int = 1400  # prompt cap (passages are dropped or cut to fit)
+    passage_tokens: int = 0  # > 0: each passage keeps its sentences nearest the question within this many tokens
     llm_base_url: str = ""  # OpenAI-compatible server instead of in-process llama.cpp, e.g. http://127.0.0.1:8000/v1
     llm_api_key: str = ""
     llm_model: str = ""  # model name sent to the OpenAI-compatible server
@@ -96,6 +99,8 @@ class Settings:
         for name in ("top_k", "retrieve_k", "threads", "llm_ctx", "max_answer_tokens", "rrf_k", "ingest_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.passage_tokens < 0:
+            raise ConfigError(f"passage_tokens must be 0 (off) or more, got {self.passage_tokens}")
         if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight == 0:
             raise ConfigError(
                 f"retrieval weights must be >= 0 and not both 0, got dense={self.dense_weight} bm25={self.bm25_weight}"

@@ -17,6 +17,7 @@ from rag.prompt import (
     context_terms,
     detect_language,
     extract_citations,
+    focus_passage,
     is_refusal,
     no_match_reason,
     order_for_context,
@@ -284,3 +285,64 @@ def test_marks_after_a_full_stop_move_before_it():
     assert tidy_marks("A is 5.7% [1]. B is 2. [2][3] C.") == "A is 5.7% [1]. B is 2 [2][3]. C."
     assert tidy_marks("目标是减排39%。[1]其次") == "目标是减排39%[1]。其次"
     assert tidy_marks("No marks here. Fine.") == "No marks here. Fine."
+
+
+# --- focusing passages on the question ------------------------------------------------------------------------------
+
+FILLER = "The group published its annual review of operations in several markets this year."
+PAGE = "\n".join(
+    [FILLER] * 6
+    + ["Scope 3 emissions fell by 37.4% in 2023 compared with 2019."]
+    + [FILLER] * 6
+    + ["Water withdrawal was 12.5 million cubic metres."]
+)
+
+
+def test_focus_passage_keeps_what_the_question_names_within_the_budget():
+    llm = ScriptedLLM()
+    out = focus_passage("How much did Scope 3 emissions fall in 2023?", PAGE, llm, 40)
+    assert llm.count_tokens(out) <= 40
+    assert "Scope 3 emissions fell by 37.4% in 2023 compared with 2019." in out  # "37.4%" is not split at its dot
+    assert out.count(FILLER) < 6
+    # Document order is kept and gaps are marked.
+    assert "…" in out
+    assert out.index("Scope 3") < out.index("Water") if "Water" in out else True
+
+
+def test_focus_passage_returns_short_text_unchanged_and_zero_means_off():
+    llm = ScriptedLLM()
+    short = "Scope 3 emissions fell by 37.4% in 2023."
+    assert focus_passage("Scope 3?", short, llm, 40) == short
+    assert focus_passage("Scope 3?", PAGE, llm, 0) == PAGE
+
+
+def test_focus_passage_splits_chinese_sentences():
+    llm = ScriptedLLM()
+    text = "公司持续完善治理结构。" * 8 + "2023年范围一排放为1200吨二氧化碳当量。" + "员工培训覆盖全部门店。" * 8
+    out = focus_passage("2023年范围一排放是多少？", text, llm, 40)
+    assert "范围一排放为1200吨" in out
+    assert llm.count_tokens(out) <= 40
+
+
+def test_build_prompt_focuses_passages_but_hits_keep_their_full_text():
+    llm = ScriptedLLM()
+    hits = [hit(1, text=PAGE), hit(2)]
+    full = build_prompt("How much did Scope 3 emissions fall?", hits, llm, 100, 4000)
+    focused = build_prompt("How much did Scope 3 emissions fall?", hits, llm, 100, 4000, passage_tokens=40)
+    assert focused.tokens < full.tokens
+    user = focused.messages[1].content
+    assert "fell by 37.4%" in user and user.count(FILLER) < PAGE.count(FILLER)
+    assert [h.chunk.text for h in focused.hits] == [h.chunk.text for h in full.hits]  # sources show the whole page
+
+
+def test_focus_passage_keeps_a_sentence_the_pdf_layout_wrapped():
+    # pypdf breaks lines where the page did; only a line that ends a sentence, a short line (heading, table row) or a
+    # following bullet ends a unit. Real case: Costco's climate action plan, p. 3.
+    wrapped = (
+        "Our emissions footprint across all three scopes for FY22 totaled 174M MT CO2e, up 10% from FY21. Our Scope\n"
+        "1 emissions increased 15%, driven by bunker fuel related to the vessels Costco chartered.\n"
+    )
+    text = "Emissions Executive Summary\n" + "\n".join(f"• {FILLER}" for _ in range(8)) + "\n" + wrapped
+    out = focus_passage("How much did Costco's Scope 1 emissions change in FY22?", text, ScriptedLLM(), 45)
+    assert "Our Scope\n1 emissions increased 15%, driven by bunker fuel" in out
+    assert out.count("•") < 8
