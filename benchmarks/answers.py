@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import load_jsonl, machine, peak_rss_mb, percentile, testdata, today, verified_pages
 from rag.answer import RagChain
 from rag.llm import LLM, ChatMessage, make_llm
+from rag.prompt import refusal_text, silent_reason
 from rag.settings import Settings
 from rag.types import Hit, Scope
 
@@ -235,7 +236,7 @@ def run_worker(args) -> None:
     llm.llm.load()  # type: ignore[attr-defined]
     load_s = time.perf_counter() - t
     retriever = assistant.retriever()
-    chain = RagChain(retriever, llm, settings)
+    chain = RagChain(retriever, llm, settings, gate=args.gate)
     first_token(chain, "What is this report about?", Scope(docs=(items[0].doc,)))  # warm up, cache the system message
     records = []
     for n, item in enumerate(items, 1):
@@ -410,6 +411,13 @@ def main() -> None:
     ap.add_argument("--rescore", type=Path, default=None, help="re-judge the answers stored in this --json output")
     ap.add_argument("--threads", type=int, default=Settings().threads)
     ap.add_argument("--cache-probe", type=int, default=4, help="questions for the prefix-cache TTFT comparison")
+    ap.add_argument(
+        "--gate",
+        type=float,
+        default=None,
+        help="answerability gate threshold (default: the model's calibrated one; 0: off). With --rescore, items the "
+        "stored run answered whose gate P(yes) is below it count as refused",
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--md", type=Path, default=None, help="write the markdown section here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -432,6 +440,10 @@ def main() -> None:
             | {k: v["metrics"][k] for k in ("load_s", "peak_rss_mb", "wall_s")}
             for m, v in out["models"].items()
         }
+        if args.gate is not None:
+            for run in runs.values():
+                run["records"] = [apply_gate(r, args.gate) for r in run["records"]]
+            out["command"] += f" | rescored: python {' '.join(sys.argv)}"
         finish(out, runs, items, settings, args)
         return
     pdfs = sorted((testdata() / "esg_pdfs").glob("*.pdf"))
@@ -444,8 +456,17 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "settings": {
             k: getattr(settings, k)
-            for k in ("top_k", "llm_ctx", "max_answer_tokens", "max_prompt_tokens", "min_dense_score", "chunk_tokens")
-        },
+            for k in (
+                "top_k",
+                "llm_ctx",
+                "max_answer_tokens",
+                "max_prompt_tokens",
+                "passage_tokens",
+                "min_dense_score",
+                "chunk_tokens",
+            )
+        }
+        | {"gate": args.gate},
         "items": len(items),
         "calibration": calib,
         "models": {},
@@ -471,12 +492,33 @@ def main() -> None:
                 str(args.threads),
                 "--cache-probe",
                 str(args.cache_probe),
+                *(["--gate", str(args.gate)] if args.gate is not None else []),
             ]
             t = time.perf_counter()
             subprocess.run(cmd, check=True)
             runs[model] = json.loads(res_path.read_text())
             runs[model]["wall_s"] = round(time.perf_counter() - t)
     finish(out, runs, items, settings, args)
+
+
+def apply_gate(row: dict, threshold: float) -> dict:
+    """A stored record as a run with a higher gate threshold would have produced it: an answer whose gate P(yes) is
+    below ``threshold`` becomes a gate refusal (the gate decides before generating, so answers above it are the
+    same). Exact only for thresholds at or above the stored run's own."""
+    p = row.get("gate_p")
+    if p is None or p >= threshold or not row["llm_called"] or row["refused"]:
+        return row
+    return row | {
+        "answer": refusal_text("en", silent_reason("en")),
+        "refused": True,
+        "reason": silent_reason("en"),
+        "cited_pages": [],
+        "passages": [],
+        "ttft_s": None,
+        "llm_called": False,
+        "prompt_tokens": 0,
+        "answer_tokens": 0,
+    }
 
 
 def finish(out: dict, runs: dict, items: list[Item], settings: Settings, args) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmarks.answers import apply_gate
 from benchmarks.common import gold_groups, load_jsonl, rank_metrics, verified_pages, with_verified
 
 ORANGE = "cfb_orange_2023_integrated_annual_report.pdf"
@@ -30,3 +31,25 @@ def test_rank_metrics_count_a_multi_page_passage_once():
     assert abs(m["hit@5"] - 1 / 3) < 1e-3  # the second query's gold is at rank 6
     assert abs(m["hit@10"] - 2 / 3) < 1e-3
     assert abs(m["mrr"] - (1 + 1 / 6) / 3) < 1e-3
+
+
+def test_apply_gate_turns_answers_below_the_threshold_into_gate_refusals():
+    answered = {
+        "id": "q",
+        "answer": "Yes [1].",
+        "refused": False,
+        "reason": None,
+        "cited_pages": [[3]],
+        "passages": ["x"],
+        "ttft_s": 9.0,
+        "llm_called": True,
+        "prompt_tokens": 900,
+        "answer_tokens": 4,
+        "gate_p": 0.45,
+    }
+    low = apply_gate(answered, 0.5)
+    assert low["refused"] and not low["llm_called"] and low["cited_pages"] == [] and low["ttft_s"] is None
+    assert "don't answer" in low["answer"]
+    assert apply_gate(answered, 0.4) == answered  # above the threshold: the stored answer stands
+    ungated = answered | {"gate_p": None}  # the gate did not run (e.g. a model without a calibrated gate)
+    assert apply_gate(ungated, 0.9) == ungated
