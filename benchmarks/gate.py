@@ -10,6 +10,7 @@ probabilities after each appended question in ``PHRASINGS`` (the production gate
 llama.cpp's KV cache, so each phrasing after the first costs only its own tokens. Also scored: a passage pointer
 ("which passage states the answer? 0 if none": 1 - P(0)), and the mean P(yes) of all phrasings.
 
+``--few-shot`` adds a "no" and a "yes" gate example to the system message (cached, so free per question).
 Reports per signal: AUC (answerable vs unanswerable), the best refusal accuracy reachable while still answering
 >= 80% of answerable items (the issue's joint target), and the operating point of the production threshold.
 Thresholds are fitted on the same items they are scored on, so the "best" figures are optimistic.
@@ -49,6 +50,14 @@ POINTER = (
     "states it."
 )
 TARGET_ANSWER_RATE = 0.80
+# --few-shot: gate examples appended to the (cached) system message, one "no" and one "yes" on its worked example.
+FEW_SHOT = """
+Question: What were the plant's Scope 3 emissions in 2022?
+Do the passages above state the answer to this question? Reply yes or no.
+Answer: no
+Question: Does the board oversee climate risks?
+Do the passages above state the answer to this question? Reply yes or no.
+Answer: yes"""
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -80,9 +89,14 @@ def main() -> None:
     ap.add_argument("--llm", default="large", help="'small', 'large' or a .gguf path")
     ap.add_argument("--limit", type=int, default=None, help="a balanced subset of N items")
     ap.add_argument("--kb", type=Path, default=Settings().model_cache / "bench-kb-esg")
+    ap.add_argument("--few-shot", action="store_true", help="add gate examples to the system message (FEW_SHOT)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.few_shot:
+        import rag.prompt
+
+        rag.prompt.SYSTEM_PROMPT += FEW_SHOT  # build_prompt reads it at call time
     settings = Settings.from_env(llm=args.llm)
     items = subset(load_items(args.qa), args.limit)
     assistant = open_assistant(args.kb, sorted((testdata() / "esg_pdfs").glob("*.pdf")), settings)
