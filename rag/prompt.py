@@ -168,9 +168,9 @@ def focus_passage(question: str, text: str, llm: LLM, max_tokens: int) -> str:
     words with ``question``, in their original order, gaps marked ``…``; ``text`` itself when it fits.
 
     A page passage joins up to three chunks, and most of it is not about the question; tokens are what time to first
-    token costs. Opt-in (``Settings.passage_tokens``): on the ESG QA set it kept the gold evidence text in fewer
-    tokens than cutting passages at the end, but the 1.5B model's answers were no better than with the plain cap
-    (docs/BENCHMARKS.md, session 5).
+    token costs. Opt-in (``Settings.passage_tokens``): on the ESG QA set, at the same prompt size, it kept a gold page
+    among the passages more often than cutting passages at the end, but the 1.5B model cited a gold page less often
+    than with whole passages (docs/BENCHMARKS.md, session 5).
     """
     if max_tokens <= 0 or llm.count_tokens(text) <= max_tokens:
         return text
