@@ -30,13 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.answers import load_items, open_assistant, pages_of, subset
 from benchmarks.common import machine, testdata, today
 from rag.answer import GATE_THRESHOLDS
-from rag.llm import NO_WORDS, YES_WORDS, ChatMessage, make_llm
-from rag.prompt import _GATE, build_prompt
+from rag.llm import ChatMessage, make_llm
+from rag.prompt import build_prompt, gate_messages
 from rag.settings import Settings
 from rag.types import Scope
 
+# The production question comes first; it is asked exactly as the chain asks it (rag.prompt.gate_messages).
 PHRASINGS = {
-    "production": _GATE["en"],
+    "production": None,
     "explicit": "\n\nIs the answer to this question written explicitly in the passages above? Reply yes or no.",
     "no_guess": "\n\nCan this question be answered from the passages above alone, without guessing or outside "
     "knowledge? Reply yes or no.",
@@ -102,22 +103,22 @@ def main() -> None:
     assistant = open_assistant(args.kb, sorted((testdata() / "esg_pdfs").glob("*.pdf")), settings)
     retriever = assistant.retriever()
     llm = make_llm(settings)
-    yes_no = {"yes": YES_WORDS, "no": NO_WORDS}
     digits = {str(n): (str(n),) for n in range(10)}
+    s = settings
+    budget = (s.max_answer_tokens, s.max_prompt_tokens, "en", s.passage_tokens)
     rows = []
     started = time.perf_counter()
     for n, item in enumerate(items, 1):
         t = time.perf_counter()
         hits = retriever.retrieve(item.question, Scope(docs=(item.doc,))).hits
-        s = settings
-        budget = (s.max_answer_tokens, s.max_prompt_tokens, "en", s.passage_tokens)
         prompt = build_prompt(item.question, hits, llm, *budget)
         system, user = prompt.messages
         row = {"id": item.id, "answerable": item.answerable, "tokens": prompt.tokens}
         row["shown"] = [pages_of(h) for h in prompt.hits]
         for name, suffix in PHRASINGS.items():
-            m = llm.next_token_mass((system, ChatMessage("user", user.content + suffix)), yes_no)  # type: ignore[attr-defined]
-            row[name] = m["yes"] / (m["yes"] + m["no"]) if m["yes"] + m["no"] > 0 else 0.5
+            messages = gate_messages(prompt) if suffix is None else (system, ChatMessage("user", user.content + suffix))
+            p = llm.yes_probability(messages)  # type: ignore[attr-defined]
+            row[name] = 0.5 if p is None else p  # None: the model said neither yes nor no
         m = llm.next_token_mass((system, ChatMessage("user", user.content + POINTER)), digits)  # type: ignore[attr-defined]
         valid = {k: v for k, v in m.items() if int(k) <= len(prompt.hits)}
         row["pointer"] = 1 - valid["0"] / sum(valid.values()) if sum(valid.values()) > 0 else 0.5
