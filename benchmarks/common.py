@@ -95,3 +95,27 @@ def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     idx = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
     return values[idx]
+
+
+def bootstrap_ci(values: list[float], n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile-bootstrap ``level`` interval: ``(mean, low, high)``.
+
+    Deterministic (fixed ``seed``) so two runs of a benchmark report the same interval for the same outcomes.
+    """
+    import random
+
+    if not values:
+        return (float("nan"), float("nan"), float("nan"))
+    rng = random.Random(seed)
+    k = len(values)
+    means = sorted(sum(rng.choices(values, k=k)) / k for _ in range(n))
+    tail = (1 - level) / 2
+    low = means[int(tail * (n - 1))]
+    high = means[int((1 - tail) * (n - 1))]
+    return (sum(values) / k, low, high)
+
+
+def fmt_ci(values: list[float]) -> str:
+    """``0.733 [0.612, 0.841] (n=45)``: a rate with its 95% bootstrap interval."""
+    mean, low, high = bootstrap_ci(values)
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}] (n={len(values)})"
