@@ -16,7 +16,9 @@ from typing import Protocol
 
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
+from rag.citation import locate_pages
 from rag.errors import RagError
+from rag.followup import follow_up
 from rag.llm import BUNDLED, LLM, YesNoScorer
 from rag.prompt import (
     attribute_citations,
@@ -98,9 +100,16 @@ class RagChain:
     # --- steps --------------------------------------------------------------------------------------------------
 
     def _condense(self, turn: Turn) -> Turn:
-        """Rewrite a follow-up into a standalone question; no LLM call without history."""
-        if not turn.history:
+        """Rewrite a follow-up into a standalone question. A question complete on its own passes through unchanged,
+        with no LLM call (``rag.followup``): only one that refers back to the conversation is rewritten."""
+        cue = follow_up(turn.question, turn.history)
+        if not cue.needs_history:
             return replace(turn, standalone=turn.question)
+        log.info("follow-up (%s): rewriting %r with the history", cue.cue, turn.question)
+        return self._rewrite(turn)
+
+    def _rewrite(self, turn: Turn) -> Turn:
+        """The LLM rewrite of a follow-up, with the last turns as context."""
         start = time.perf_counter()
         messages = rewrite_messages(turn.question, turn.history)
         raw = "".join(self.llm.stream(messages, max_tokens=REWRITE_MAX_TOKENS, stop=("\n",)))
@@ -201,4 +210,4 @@ def finalize(raw: str, hits, language: str, base: Answer) -> Answer:
         # A refusal has no sources: strip marks so text and citations agree.
         return replace(base, text=strip_citations(raw), refused=True, reason=refusal_reason_from_text(raw, language))
     text, citations = extract_citations(repoint_citations(attribute_citations(tidy_marks(raw), hits), hits), hits)
-    return replace(base, text=text, citations=citations)
+    return replace(base, text=text, citations=locate_pages(text, citations))

@@ -508,7 +508,7 @@ def chunk_pages(
             if u.heading:
                 heading = u.text
         for part in _enforce_limit(group, budget, count, overhead):
-            text = _render(part)
+            text, page_starts = _render_pages(part)
             if not text:
                 continue
             first, last = part[0].page, part[-1].page
@@ -522,6 +522,7 @@ def chunk_pages(
                     meta=meta,
                     heading=chunk_heading[:200],
                     key=key_line(text, chunk_heading, meta, count_tokens=count_tokens),
+                    page_starts=page_starts,
                 )
             )
     return chunks
@@ -652,15 +653,25 @@ def _ends_sentence(text: str) -> bool:
 
 
 def _render(units: list[_Unit]) -> str:
+    return _render_pages(units)[0]
+
+
+def _render_pages(units: list[_Unit]) -> tuple[str, tuple[int, ...]]:
+    """The chunk text and the offsets where each later page starts (see ``Chunk.page_starts``)."""
     text = ""
+    starts: list[int] = []
+    page = units[0].page if units else 0
     for u in units:
         if not text:
-            text = u.text
-        elif u.continues:
-            text = _join(text, u.text)
+            text = u.text.lstrip()
         else:
-            text += "\n" + u.text
-    return text.strip()
+            text = _join(text, u.text) if u.continues else text + "\n" + u.text
+            if u.page > page:
+                # The unit's text is the tail of ``text`` now; a page with no text of its own starts there too.
+                starts.extend([len(text) - len(u.text)] * (u.page - page))
+        page = max(page, u.page)
+    stripped = text.rstrip()
+    return stripped, tuple(min(s, len(stripped)) for s in starts)
 
 
 def _enforce_limit(group: list[_Unit], limit: int, count: TokenCounter, overhead: int) -> list[list[_Unit]]:

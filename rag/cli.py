@@ -24,11 +24,30 @@ def _hit_json(hit: Hit) -> dict:
     return {
         "file": src.file,
         "page": src.page,
+        "page_end": src.last_page or src.page,
         "start_s": src.start_s,
         "end_s": src.end_s,
         "score": round(hit.score, 6),
         "text": hit.chunk.text,
     }
+
+
+def load_history(path: Path) -> list[tuple[str, str]]:
+    """Earlier turns for ``ask --history``: a JSON list of ``[question, answer]`` pairs, oldest first."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RagError(f"cannot read the history file {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise RagError(f"the history file {path} is not JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(data, list):
+        raise RagError(f"the history file {path} must hold a JSON list of [question, answer] pairs")
+    turns = []
+    for i, pair in enumerate(data):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise RagError(f"history item {i} in {path} is not a [question, answer] pair of strings: {pair!r:.80}")
+        turns.append((pair[0], pair[1]))
+    return turns
 
 
 def answer_json(answer: Answer) -> dict:
@@ -37,11 +56,17 @@ def answer_json(answer: Answer) -> dict:
         "route": answer.route,
         "answer": answer.text,
         "refused": answer.refused,
+        "question": answer.question,
+        "standalone_question": answer.standalone_question,
         "citations": [
             {
                 "n": c.n,
                 "file": c.source.file,
                 "page": c.source.page,
+                "page_end": c.source.last_page or c.source.page,
+                "passage_pages": [c.passage_source.page, c.passage_source.last_page or c.passage_source.page]
+                if c.passage_source.page is not None
+                else None,
                 "start_s": c.source.start_s,
                 "end_s": c.source.end_s,
                 "text": c.hit.chunk.text,
@@ -102,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--mode", choices=("hybrid", "dense", "bm25"), default="hybrid")
         else:
             sp.add_argument("--llm", default=None, help="small, large or a path to a .gguf file")
+            sp.add_argument(
+                "--history", type=Path, default=None, help="JSON file: a list of [question, answer] pairs, oldest first"
+            )
 
     sp = sub.add_parser("docs", help="list the documents in the knowledge base")
     sp.add_argument("--json", action="store_true")
@@ -216,7 +244,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "ask":
         answer = None
-        for event in assistant.ask(args.question, scope=_scope(args)):
+        history = load_history(args.history) if args.history else ()
+        for event in assistant.ask(args.question, history=history, scope=_scope(args)):
             if event.kind == "token" and not args.json:
                 sys.stdout.write(event.text)
                 sys.stdout.flush()

@@ -74,6 +74,7 @@ def chunk_to_json(chunk: Chunk) -> dict:
         "meta": asdict(chunk.meta),
         "heading": chunk.heading,
         "key": chunk.key,
+        **({"page_starts": list(chunk.page_starts)} if chunk.page_starts else {}),
     }
 
 
@@ -86,6 +87,7 @@ def chunk_from_json(obj: dict) -> Chunk:
         meta=DocMeta(**obj.get("meta", {})),
         heading=obj.get("heading", ""),
         key=obj.get("key", ""),
+        page_starts=tuple(obj.get("page_starts", ())),
     )
 
 

@@ -195,7 +195,15 @@ def merge_page(group: Sequence[Chunk]) -> Chunk:
     # Chunks that start on an earlier page come first (a passage running onto the page precedes the page's own
     # text); within a page, best first.
     ordered = sorted(group, key=lambda c: c.source.page or 0)
-    return replace(best, text="\n\n".join(c.text for c in ordered), source=source)
+    text, starts, page = "", [], first
+    for chunk in ordered:
+        base = len(text) + (2 if text else 0)  # the "\n\n" join
+        text = f"{text}\n\n{chunk.text}" if text else chunk.text
+        own = chunk.source.page or first
+        starts.extend([base] * max(0, own - page))
+        starts.extend(base + s for i, s in enumerate(chunk.page_starts) if own + i + 1 > page)
+        page = max(page, chunk.source.last_page or own)
+    return replace(best, text=text, source=source, page_starts=tuple(starts))
 
 
 class HybridRetriever:

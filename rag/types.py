@@ -91,6 +91,21 @@ class Chunk:
     meta: DocMeta = field(default_factory=DocMeta)
     heading: str = ""
     key: str = ""
+    # For a passage running over pages ``source.page``..``source.last_page``: the character offset in ``text`` where
+    # each later page starts (``page_starts[i]`` starts page ``source.page + i + 1``), so a citation can name the
+    # page that holds the cited sentence.
+    page_starts: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding character ``offset`` of ``text`` (``None`` for media)."""
+        if self.source.page is None:
+            return None
+        page = self.source.page
+        for start in self.page_starts:
+            if offset < start:
+                break
+            page += 1
+        return page
 
 
 @dataclass(frozen=True)
@@ -135,9 +150,20 @@ class Citation:
 
     n: int
     hit: Hit
+    # The page holding the cited sentence when the passage spans pages (``rag.citation.locate_pages``), else None.
+    page: int | None = None
 
     @property
     def source(self) -> Source:
+        """Where the cited sentence is: the passage's source, narrowed to ``page`` when it was located."""
+        src = self.hit.chunk.source
+        if self.page is None or src.page is None:
+            return src
+        return Source(src.file, page=self.page)
+
+    @property
+    def passage_source(self) -> Source:
+        """The whole passage's source (``page``..``last_page``)."""
         return self.hit.chunk.source
 
 
