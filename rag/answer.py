@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -19,6 +19,7 @@ from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 from rag.citation import locate_pages
 from rag.errors import RagError
 from rag.followup import follow_up
+from rag.ground import check
 from rag.llm import BUNDLED, LLM, YesNoScorer
 from rag.prompt import (
     attribute_citations,
@@ -38,6 +39,7 @@ from rag.prompt import (
     tidy_marks,
 )
 from rag.settings import Settings
+from rag.translate import QueryTranslator, fuse
 from rag.types import Answer, Event, Retrieval, Scope
 
 log = logging.getLogger(__name__)
@@ -80,20 +82,38 @@ class RagChain:
     """Answers one question at a time from a retriever and an LLM; cheap to construct, safe to share.
 
     ``stream`` yields ``sources`` (the passages shown to the model: passage ``[n]`` is ``hits[n-1]``), then
-    ``token`` pieces, then ``done`` with the final Answer, whose ``text`` may differ from the streamed pieces
-    by the removal of invalid ``[n]`` marks: show ``answer.text`` once ``done`` arrives.
+    ``token`` pieces, then ``done`` with the final Answer. The streamed pieces are provisional: the final
+    ``text`` is the verified one (rag/ground.py: unsupported sentences removed, marks re-pointed, or a refusal when
+    nothing verifiable is left), so show ``answer.text`` once ``done`` arrives.
     """
 
-    def __init__(self, retriever: Retriever, llm: LLM, settings: Settings, gate: float | None = None) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        llm: LLM,
+        settings: Settings,
+        gate: float | None = None,
+        *,
+        ground: bool = True,
+        translator: QueryTranslator | None = None,
+        languages: Callable[[Scope], Collection[str]] | None = None,
+    ) -> None:
         """``gate``: P(yes) below which the passages are judged not to hold the answer (``None``: the calibrated
-        value for the model, off for uncalibrated ones; ``0``: off). Only ``YesNoScorer`` LLMs are gated."""
+        value for the model, off for uncalibrated ones; ``0``: off). Only ``YesNoScorer`` LLMs are gated.
+        ``ground``: check the reply against its passages (``rag.ground``; off only to measure without it).
+        ``translator``: also retrieve with the question translated into the other language, when ``languages``
+        (the document languages within a scope; ``None``: assume both) holds it."""
         self.retriever = retriever
         self.llm = llm
         self.settings = settings
         self.gate = GATE_THRESHOLDS.get(llm.name, DEFAULT_GATE) if gate is None else gate
+        self.ground = ground
+        self.translator = translator
+        self.languages = languages
         self.chain: Runnable[Turn, Event] = (
             RunnableLambda(self._condense, name="condense")
             | RunnableLambda(self._retrieve, name="retrieve")
+            | RunnableLambda(self._cross_lingual, name="cross_lingual")
             | RunnableGenerator(self._respond, name="respond")
         )
 
@@ -119,6 +139,21 @@ class RagChain:
 
     def _retrieve(self, turn: Turn) -> Turn:
         return replace(turn, retrieval=self.retriever.retrieve(turn.standalone, turn.scope))
+
+    def _cross_lingual(self, turn: Turn) -> Turn:
+        """Also retrieve with the question translated into the other language (when documents in it are in scope)
+        and fuse the two rankings, so a Chinese question finds English pages (and the other way round)."""
+        r = turn.retrieval
+        if self.translator is None or r is None or r.missing:
+            return turn
+        target = "en" if turn.language == "zh" else "zh"
+        if self.languages is not None and target not in self.languages(turn.scope):
+            return turn
+        translated = self.translator.translate(turn.standalone, target)
+        if not translated:
+            return turn
+        other = self.retriever.retrieve(translated, turn.scope)
+        return replace(turn, retrieval=fuse(r, other, self.settings.top_k, self.settings.rrf_k))
 
     def _refusal_reason(self, turn: Turn) -> str | None:
         r = turn.retrieval
@@ -174,7 +209,9 @@ class RagChain:
             pieces.append(piece)
             yield Event("token", text=piece)
         raw = "".join(pieces).strip()
-        yield Event("done", answer=finalize(raw, prompt.hits, turn.language, replace(base, hits=prompt.hits)))
+        yield Event(
+            "done", answer=finalize(raw, prompt.hits, turn.language, replace(base, hits=prompt.hits), self.ground)
+        )
 
     # --- public API ---------------------------------------------------------------------------------------------
 
@@ -201,8 +238,11 @@ class RagChain:
         return answer
 
 
-def finalize(raw: str, hits, language: str, base: Answer) -> Answer:
-    """The final Answer from the model's full reply: citations mapped to ``hits``, refusals recognised."""
+def finalize(raw: str, hits, language: str, base: Answer, ground: bool = True) -> Answer:
+    """The final Answer from the model's full reply: citations mapped to ``hits``, refusals recognised, and (with
+    ``ground``) the grounding contract enforced: a sentence stating a figure or name no cited passage holds is
+    re-cited or removed (``Answer.removed``), citations are marked ``verified``, and an answer left without a
+    citation becomes a refusal saying what the passages do not state."""
     if not raw:
         reason = "模型没有给出回答" if language == "zh" else "the model gave no answer"
         return replace(base, text=refusal_text(language, reason), refused=True, reason=reason)
@@ -210,4 +250,11 @@ def finalize(raw: str, hits, language: str, base: Answer) -> Answer:
         # A refusal has no sources: strip marks so text and citations agree.
         return replace(base, text=strip_citations(raw), refused=True, reason=refusal_reason_from_text(raw, language))
     text, citations = extract_citations(repoint_citations(attribute_citations(tidy_marks(raw), hits), hits), hits)
+    if ground:
+        g = check(text, hits, language, base.standalone_question or base.question)
+        base = replace(base, checks=g.checks, removed=g.removed)
+        if g.refusal is not None:
+            return replace(base, text=refusal_text(language, g.refusal), refused=True, reason=g.refusal)
+        text, citations = extract_citations(g.text, hits)
+        citations = tuple(replace(c, verified=c.n in g.verified) for c in citations)
     return replace(base, text=text, citations=locate_pages(text, citations))

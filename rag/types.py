@@ -146,10 +146,12 @@ class Scope:
 
 @dataclass(frozen=True)
 class Citation:
-    """A passage the answer cites as ``[n]``."""
+    """A passage the answer cites as ``[n]``. ``verified``: a sentence citing it states figures or names (and at
+    least one) that this passage was checked to contain (rag/ground.py)."""
 
     n: int
     hit: Hit
+    verified: bool = False
     # The page holding the cited sentence when the passage spans pages (``rag.citation.locate_pages``), else None.
     page: int | None = None
 
@@ -168,11 +170,36 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Removed:
+    """A sentence of the model's reply that was not shown, and why (e.g. "no passage found states 167.5亿美元")."""
+
+    sentence: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One sentence of a final answer as checked against its passages (rag/ground.py).
+
+    ``marks`` are the passage numbers it cites; ``figures`` and ``names`` what it states that was checked;
+    ``verified`` is true when it states at least one figure or name and every one was found in a cited passage.
+    """
+
+    sentence: str
+    marks: tuple[int, ...] = ()
+    figures: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    verified: bool = False
+
+
+@dataclass(frozen=True)
 class Answer:
     """The result of one question.
 
     ``route`` is the path taken (``faq``, ``chitchat``, ``rag``, ``out_of_scope``). ``refused`` marks a "the documents
-    don't answer this" reply, with ``reason`` saying why.
+    don't answer this" reply, with ``reason`` saying why. ``checks`` are the answer's sentences as verified against
+    the cited passages, ``removed`` the sentences of the model's reply dropped because no passage states them (a
+    refusal keeps them too, when nothing verifiable was left).
     """
 
     text: str
@@ -183,6 +210,8 @@ class Answer:
     reason: str | None = None
     question: str = ""
     standalone_question: str = ""
+    checks: tuple[Checked, ...] = ()
+    removed: tuple[Removed, ...] = ()
 
 
 @dataclass(frozen=True)

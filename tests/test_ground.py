@@ -1,0 +1,151 @@
+"""The grounding contract (rag/ground.py) on constructed answers over real-looking passages (fast, no model), and as
+the chain applies it (scripted LLM). The real-model tests are in tests/test_answer.py."""
+
+from __future__ import annotations
+
+from rag.answer import RagChain
+from rag.ground import check, names_in, split_answer
+from rag.llm import ScriptedLLM
+from rag.settings import Settings
+from rag.types import Chunk, DocMeta, Hit, Retrieval, Scope, Source
+
+SETTINGS = Settings.from_env(environ={})
+SUEZ = DocMeta(company="SUEZ", year=2023, language="en")
+# SUEZ SD progress report 2023, pp. 3-4 (shortened)
+SUEZ_P3 = (
+    "Resource preservation is central to our business. In 2023, we treated 2.8 billion m3 of wastewater, helping to "
+    "maintain the quality of water resources. By recycling waste, we produced 2.7 million tonnes of secondary raw "
+    "materials."
+)
+SUEZ_P4 = "The Group reduced its overall Scope 1 and 2 GHG emissions by 4.2% between 2021 and 2023."
+ZH_DOC = DocMeta(company=None, year=2020, language="zh")
+ZH_P5 = "环境指标的披露率从40.4%提升到49.2%；2020年约有27%的上市公司发布了ESG报告。"
+
+
+def hits() -> tuple[Hit, ...]:
+    def hit(i: int, text: str, page: int, file: str, meta: DocMeta) -> Hit:
+        return Hit(Chunk(f"id{i}", f"sha{file}", text, Source(file, page=page), meta), 1 / (60 + i), dense=0.86)
+
+    return (
+        hit(0, SUEZ_P3, 3, "cfb_suez_sd_progress_report_2023.pdf", SUEZ),
+        hit(1, SUEZ_P4, 4, "cfb_suez_sd_progress_report_2023.pdf", SUEZ),
+        hit(2, ZH_P5, 5, "A股上市公司ESG评级分析报告2020.pdf", ZH_DOC),
+    )
+
+
+def test_a_sentence_with_a_wrong_figure_is_removed_with_the_reason():
+    g = check("SUEZ treated 3.1 billion m3 of wastewater [1]. Its emissions fell 4.2% [2].", hits())
+    assert g.text == "Its emissions fell 4.2% [2]."
+    assert [r.sentence for r in g.removed] == ["SUEZ treated 3.1 billion m3 of wastewater [1]."]
+    assert "3.1 billion m3" in g.removed[0].reason
+    assert g.refusal is None and g.verified == {2}
+
+
+def test_a_sentence_citing_the_wrong_passage_is_recited_to_the_one_holding_its_figure():
+    g = check("SUEZ produced 2.7 million tonnes of secondary raw materials [2].", hits())
+    assert g.text == "SUEZ produced 2.7 million tonnes of secondary raw materials [1]."
+    assert g.recited == 1 and g.verified == {1} and not g.removed
+
+
+def test_an_uncited_sentence_with_a_figure_is_cited_to_the_passage_that_states_it():
+    g = check("Emissions fell by 4.2% between 2021 and 2023.", hits())
+    assert g.text == "Emissions fell by 4.2% between 2021 and 2023 [2]."
+    assert g.checks[0].verified and g.checks[0].marks == (2,)
+
+
+def test_a_chinese_answer_is_checked_against_the_english_passage_after_normalisation():
+    g = check("2023年，SUEZ处理了28亿立方米污水【1】。再生原料为270万吨【1】。", hits(), "zh")
+    assert not g.removed and g.verified == {1}
+    assert all(c.verified for c in g.checks)
+    g = check("2023年，SUEZ处理了2.8亿立方米污水【1】。", hits(), "zh")  # off by ten
+    assert g.refusal == "找到的段落没有说明2.8亿立方米"
+    assert g.text == "" and g.removed[0].reason == "找到的段落没有说明2.8亿立方米"
+
+
+def test_nothing_verifiable_left_is_a_refusal_saying_what_is_not_stated():
+    g = check("Siemens invested US$760 million in communities [1].", hits())
+    assert g.refusal == "the passages found do not state US$760 million, Siemens"
+    assert g.removed[0].reason == "no passage found states US$760 million or names Siemens"
+
+
+def test_an_answer_with_no_citation_and_nothing_to_check_is_not_an_answer():
+    g = check("The company is committed to sustainability.", hits())
+    assert g.refusal == "the passages found do not state the answer"
+    assert g.text == "The company is committed to sustainability." and not g.removed
+
+
+def test_a_name_no_cited_passage_contains_fails_and_names_from_the_file_or_company_pass():
+    g = check("Veolia cut emissions by 4.2% [2].", hits())
+    assert g.removed and "Veolia" in g.removed[0].reason
+    g = check("SUEZ cut emissions by 4.2% [2].", hits())  # "SUEZ" is the company (and in the file name)
+    assert not g.removed and g.checks[0].names == ("SUEZ",)
+
+
+def test_latin_names_are_not_checked_against_a_chinese_passage():
+    zh = hits()[2:]
+    g = check("The CSRC report says disclosure rose from 40.4% to 49.2% [1].", zh)
+    assert not g.removed and g.verified == {1}
+
+
+def test_years_the_question_names_are_context_not_claims():
+    text = "In 2022, SUEZ treated 2.8 billion m3 of wastewater [1]."
+    assert check(text, hits()).removed  # 2022 is in no passage
+    assert not check(text, hits(), question="How much wastewater did SUEZ treat in 2022?").removed
+
+
+def test_a_statement_of_absence_is_kept_unchecked():
+    g = check("Emissions fell 4.2% [2]. The report does not disclose the 2019 figure.", hits())
+    assert not g.removed and g.text.endswith("the 2019 figure.")
+
+
+def test_figures_split_over_two_passages_cite_both():
+    g = check("SUEZ treated 2.8 billion m3 of wastewater and cut emissions by 4.2%.", hits())
+    assert g.text.endswith("[1][2].") and g.verified == {1, 2}
+
+
+def test_names_are_capitalised_words_that_are_not_common_ones():
+    assert names_in("Overall, Siemens' target follows the TCFD. The Board approved it in FY2023.") == [
+        "Siemens",
+        "TCFD",
+    ]
+    assert names_in("根据报告，Samsung的目标是2050年。") == ["Samsung"]
+
+
+def test_sentences_keep_their_marks_and_abbreviations():
+    assert [s for s, _ in split_answer("It is 39% [1]. The U.S. plan is 12% [2].\n- 2030: 50% [1]")] == [
+        "It is 39% [1].",
+        "The U.S. plan is 12% [2].",
+        "- 2030: 50% [1]",
+    ]
+
+
+# --- in the chain ---------------------------------------------------------------------------------------------------
+
+
+class FixedRetriever:
+    def retrieve(self, query: str, scope: Scope = Scope(), k: int | None = None, **_: object) -> Retrieval:
+        return Retrieval(query, hits(), scope)
+
+
+def ask(reply: str, question: str = "How much wastewater did SUEZ treat?", **kw):
+    return RagChain(FixedRetriever(), ScriptedLLM([reply]), SETTINGS, **kw).ask(question)
+
+
+def test_the_final_answer_is_the_verified_one():
+    answer = ask("SUEZ treated 2.8 billion m3 of wastewater [2]. It recycled 9 million tonnes [1].")
+    assert answer.text == "SUEZ treated 2.8 billion m3 of wastewater [1]."
+    assert [(c.n, c.verified) for c in answer.citations] == [(1, True)]
+    assert [r.sentence for r in answer.removed] == ["It recycled 9 million tonnes [1]."]
+    assert answer.checks[0].verified
+
+
+def test_an_answer_with_only_unsupported_figures_becomes_a_refusal_in_the_questions_language():
+    answer = ask("西门子的社区投资为167.5亿美元【1】。", question="西门子的社区投资是多少？")
+    assert answer.refused and not answer.citations
+    assert answer.text == "根据已知信息无法回答该问题：找到的段落没有说明167.5亿美元。"
+    assert answer.removed and answer.removed[0].sentence == "西门子的社区投资为167.5亿美元[1]。"
+
+
+def test_grounding_off_keeps_the_models_answer():
+    answer = ask("It recycled 9 million tonnes [1].", ground=False)
+    assert answer.text == "It recycled 9 million tonnes [1]." and not answer.refused and not answer.removed
