@@ -1,6 +1,16 @@
 """Answer benchmark: the full RAG chain (retrieval + prompt + bundled LLM) on the English ESG QA set.
 
     python benchmarks/answers.py [--models small,large] [--limit N] [--kb DIR] [--judge large|none] [--md PATH]
+    python benchmarks/answers.py --set dev|test [--compare] [--models large] [--limit N] [--json PATH] [--md PATH]
+
+With ``--set``: the verified question set (benchmarks/data/questions_*.jsonl, issue 14), unscoped (the question names
+the company or document) over a knowledge base of every shared English report and Chinese document, reported per
+language pair (en-en, zh-en, zh-zh, en-zh) and overall with 95% bootstrap intervals: uncited-answer rate,
+unsupported-figure rate, citation accuracy, refusal accuracy, answer rate, numeric exact match (figures compared after
+normalisation), TTFT, total time, the grounding check's own time and the query translation's. ``--compare`` asks each
+question before (grounding and translation off: the pipeline as it was) and after, back to back, in one run.
+
+Without ``--set``, the English ESG QA set:
 
 Per model: answer correctness against the gold answer (rule + LLM judge, see ``judge_item``), refusal accuracy on
 ``answerable: false`` items, answer rate on answerable items, citation accuracy (cited pages vs gold pages), time to
@@ -28,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import load_jsonl, machine, peak_rss_mb, percentile, testdata, today, verified_pages
+from benchmarks.common import fmt_ci, load_jsonl, machine, peak_rss_mb, percentile, testdata, today, verified_pages
 from rag.answer import RagChain
 from rag.llm import LLM, ChatMessage, make_llm
 from rag.prompt import refusal_text, silent_reason
@@ -36,6 +46,7 @@ from rag.settings import Settings
 from rag.types import Hit, Scope
 
 log = logging.getLogger("bench.answers")
+KB_DEFAULT = Settings().model_cache / "bench-kb-esg"
 ROOT = Path(__file__).resolve().parent.parent
 
 # Questions no ESG report answers: the dense threshold should refuse them without calling the LLM.
@@ -398,6 +409,326 @@ def score(items: list[Item], rows: list[dict], judge) -> tuple[dict, list[dict]]
     return m, details
 
 
+# --- the verified question set (issue 14) --------------------------------------------------------------------------
+
+DATA = ROOT / "benchmarks" / "data"
+LANG_PAIRS = ("en-en", "zh-en", "zh-zh", "en-zh")
+
+
+@dataclass
+class VItem:
+    """A question of the verified set (benchmarks/data/questions_*.jsonl; schema in check_questions.py)."""
+
+    id: str
+    split: str
+    lang_pair: str
+    question: str
+    doc: str
+    pages: list[int]
+    figures: list[str]
+    kind: str
+    answerable: bool
+    answer: str = ""
+
+
+@dataclass
+class VRecord:
+    id: str
+    config: str  # "before" (no grounding, no translation) or "after"
+    answer: str = ""
+    refused: bool = False
+    reason: str | None = None
+    cited: list[dict] = field(default_factory=list)  # {file, pages, text} per citation
+    removed: list[dict] = field(default_factory=list)
+    verified: list[bool] = field(default_factory=list)
+    shown: list[dict] = field(default_factory=list)  # {file, pages} of every passage in the prompt
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    verify_s: float = 0.0  # time in rag.ground.check
+    translate_s: float = 0.0  # time of the query-translation LLM call
+    translation: str | None = None
+
+
+def load_verified(split: str) -> list[VItem]:
+    """The verified questions of ``split`` (``dev`` or ``test``) from every benchmarks/data/questions_*.jsonl."""
+    items = []
+    for path in sorted(DATA.glob("questions_*.jsonl")):
+        for row in load_jsonl(path):
+            if row["split"] != split:
+                continue
+            items.append(
+                VItem(
+                    row["id"],
+                    row["split"],
+                    row["lang_pair"],
+                    row["question"],
+                    row["doc"],
+                    [int(p) for p in row.get("pages") or []],
+                    list(row.get("figures") or []),
+                    row.get("kind", ""),
+                    bool(row["answerable"]),
+                    row.get("answer", ""),
+                )
+            )
+    return items
+
+
+def subset_verified(items: list[VItem], limit: int | None) -> list[VItem]:
+    """``limit`` items taken round-robin over (lang_pair, answerable) strata in file order, so every language pair
+    and both kinds of question are represented."""
+    if not limit or limit >= len(items):
+        return items
+    strata: dict[tuple[str, bool], list[VItem]] = {}
+    for item in items:
+        strata.setdefault((item.lang_pair, item.answerable), []).append(item)
+    picked: list[VItem] = []
+    while len(picked) < limit and any(strata.values()):
+        for key in sorted(strata, key=lambda k: (LANG_PAIRS.index(k[0]) if k[0] in LANG_PAIRS else 9, not k[1])):
+            if strata[key] and len(picked) < limit:
+                picked.append(strata[key].pop(0))
+    return picked
+
+
+class _Timed:
+    """Wraps a function and adds the seconds spent in it to ``total`` (for rag.ground.check and translations)."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.total = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.total += time.perf_counter() - start
+
+
+def ask_verified(chain: RagChain, item: VItem, config: str, timers: dict[str, _Timed]) -> VRecord:
+    for t in timers.values():
+        t.total = 0.0
+    rec = VRecord(item.id, config)
+    start = time.perf_counter()
+    answer = None
+    for event in chain.stream(item.question):
+        if event.kind == "token" and rec.ttft_s is None:
+            rec.ttft_s = time.perf_counter() - start
+        elif event.kind == "done":
+            answer = event.answer
+    rec.total_s = time.perf_counter() - start
+    assert answer is not None
+    rec.verify_s, rec.translate_s = timers["check"].total, timers["translate"].total
+    rec.answer, rec.refused, rec.reason = answer.text, answer.refused, answer.reason
+    rec.cited = [
+        {"file": c.hit.chunk.source.file, "pages": pages_of(c.hit), "text": c.hit.chunk.text} for c in answer.citations
+    ]
+    rec.verified = [c.verified for c in answer.citations]
+    rec.removed = [{"sentence": r.sentence, "reason": r.reason} for r in answer.removed]
+    rec.shown = [{"file": h.chunk.source.file, "pages": pages_of(h)} for h in answer.hits]
+    return rec
+
+
+def _answer_figures(rec: VRecord, question: str) -> list:
+    from rag.text import extract_figures, strip_citations
+
+    years = {int(f.value) for f in extract_figures(question) if f.year_like}
+    return [f for f in extract_figures(strip_citations(rec.answer)) if not (f.year_like and int(f.value) in years)]
+
+
+def score_verified(item: VItem, rec: VRecord) -> dict:
+    """Per-item outcomes (``None``: the metric does not apply to this item)."""
+    from rag.text import extract_figures, figure_in, figure_matches
+
+    answered = not rec.refused
+    row: dict = {"id": item.id, "lang_pair": item.lang_pair, "answerable": item.answerable, "refused": rec.refused}
+    row["uncited"] = float(not rec.cited) if answered else None
+    if answered:
+        figs = _answer_figures(rec, item.question)
+        facts = [f for c in rec.cited for f in extract_figures(c["text"])]
+        row["figures"] = len(figs)
+        row["unsupported_figures"] = sum(not figure_in(f, facts) for f in figs)
+    else:
+        row["figures"] = row["unsupported_figures"] = 0
+    gold = set(item.pages)
+    if item.answerable and answered and gold:
+        row["citation_hit"] = float(any(c["file"] == item.doc and gold & set(c["pages"]) for c in rec.cited))
+    else:
+        row["citation_hit"] = None
+    row["gold_shown"] = (
+        float(any(s["file"] == item.doc and gold & set(s["pages"]) for s in rec.shown)) if item.answerable else None
+    )
+    row["refusal_ok"] = float(rec.refused) if not item.answerable else None
+    row["answered"] = float(answered) if item.answerable else None
+    if item.answerable and item.figures:
+        said = _answer_figures(rec, "") if answered else []
+        hits = 0
+        for gold_text in item.figures:
+            wanted = extract_figures(gold_text)
+            hits += bool(wanted) and all(
+                any(figure_matches(w, s) or figure_matches(s, w) for s in said) for w in wanted
+            )
+        row["numeric_em"] = float(hits == len(item.figures))
+    else:
+        row["numeric_em"] = None
+    row["ttft_s"] = rec.ttft_s
+    row["total_s"] = rec.total_s
+    row["verify_s"] = rec.verify_s
+    row["translate_s"] = rec.translate_s
+    return row
+
+
+def _median_ci(values: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Median and its 95% percentile-bootstrap interval."""
+    import random
+    import statistics
+
+    if not values:
+        return (float("nan"),) * 3
+    rng = random.Random(seed)
+    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n))
+    return statistics.median(values), meds[int(0.025 * (n - 1))], meds[int(0.975 * (n - 1))]
+
+
+def verified_metrics(rows: list[dict]) -> dict[str, str]:
+    """Each metric as ``value [low, high] (n=…)`` over ``rows``."""
+
+    def rate(key: str) -> str:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return fmt_ci(vals) if vals else "–"
+
+    # Unsupported-figure rate: over the figures stated in answers (a bootstrap over items, weighted by figures).
+    figs = [r for r in rows if r["figures"]]
+    if figs:
+        total = sum(r["figures"] for r in figs)
+        ratio = sum(r["unsupported_figures"] for r in figs) / total
+        import random
+
+        rng = random.Random(0)
+        boots = []
+        for _ in range(2000):
+            sample = rng.choices(figs, k=len(figs))
+            boots.append(sum(r["unsupported_figures"] for r in sample) / sum(r["figures"] for r in sample))
+        boots.sort()
+        unsupported = f"{ratio:.3f} [{boots[49]:.3f}, {boots[1949]:.3f}] (n={total} figures)"
+    else:
+        unsupported = "– (no figures)"
+
+    def timing(key: str) -> str:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        if not vals:
+            return "–"
+        med, low, high = _median_ci(vals)
+        return f"{med:.2f} [{low:.2f}, {high:.2f}] (n={len(vals)})"
+
+    verify = [r["verify_s"] for r in rows]
+    return {
+        "uncited-answer rate (answers with no citation)": rate("uncited"),
+        "unsupported-figure rate (answer figures no cited passage states)": unsupported,
+        "citation accuracy (answered answerable: a gold page of the gold document cited)": rate("citation_hit"),
+        "a gold page among the passages read (answerable)": rate("gold_shown"),
+        "refusal accuracy (unanswerable refused)": rate("refusal_ok"),
+        "answer rate (answerable answered)": rate("answered"),
+        "numeric exact match (answerable with gold figures: all found in the answer)": rate("numeric_em"),
+        "TTFT p50 s": timing("ttft_s"),
+        "total time p50 s": timing("total_s"),
+        "verification ms (mean / max)": f"{1000 * sum(verify) / len(verify):.1f} / {1000 * max(verify):.1f}"
+        if verify
+        else "–",
+        "translation s p50 (questions translated)": timing_nonzero(rows, "translate_s"),
+    }
+
+
+def timing_nonzero(rows: list[dict], key: str) -> str:
+    vals = [r[key] for r in rows if r.get(key)]
+    if not vals:
+        return "–"
+    med, low, high = _median_ci(vals)
+    return f"{med:.2f} [{low:.2f}, {high:.2f}] (n={len(vals)})"
+
+
+def run_verified(args, settings: Settings) -> None:
+    """``--set dev|test``: the chain over the verified questions, unscoped, on a knowledge base of every shared
+    English report and Chinese document; with ``--compare`` each question is asked before (grounding and
+    translation off) and after, back to back, with the same loaded model."""
+    import rag.answer as answer_mod
+    from rag.translate import QueryTranslator
+
+    items = subset_verified(load_verified(args.set), args.limit)
+    if not items:
+        raise SystemExit(f"no {args.set} questions in {DATA}/questions_*.jsonl")
+    pdfs = sorted((testdata() / "esg_pdfs").glob("*.pdf")) + sorted((testdata() / "zh_pdfs").glob("*.pdf"))
+    model = args.models.split(",")[0]
+    settings = settings.replace(llm=model)
+    assistant = open_assistant(args.kb, pdfs, settings)
+    llm = MeasuredLLM(make_llm(settings))
+    llm.llm.load()  # type: ignore[attr-defined]
+    timers = {"check": _Timed(answer_mod.check), "translate": _Timed(QueryTranslator.translate)}
+    answer_mod.check = timers["check"]  # type: ignore[assignment]
+    QueryTranslator.translate = lambda self, *a, **k: timers["translate"](self, *a, **k)  # type: ignore[method-assign]
+    retriever = assistant.retriever()
+    languages = assistant.languages()
+    configs = {"after": RagChain(retriever, llm, settings, translator=QueryTranslator(llm), languages=languages)}
+    if args.compare:
+        configs = {"before": RagChain(retriever, llm, settings, ground=False)} | configs
+    first_token(next(iter(configs.values())), "What is this report about?", Scope())  # warm up the system prompt
+    records: dict[str, list[VRecord]] = {c: [] for c in configs}
+    wall = time.perf_counter()
+    for n, item in enumerate(items, 1):
+        for config, chain in configs.items():
+            rec = ask_verified(chain, item, config, timers)
+            records[config].append(rec)
+            print(
+                f"[{config} {n}/{len(items)} {item.lang_pair} {'A' if item.answerable else 'U'}] "
+                f"{'REFUSED' if rec.refused else 'answer '} ttft={rec.ttft_s or 0:.1f}s total={rec.total_s:.1f}s "
+                f"verify={1000 * rec.verify_s:.1f}ms removed={len(rec.removed)} | {item.question[:50]} -> "
+                f"{rec.answer[:90]!r}",
+                file=sys.stderr,
+                flush=True,
+            )
+    by_id = {i.id: i for i in items}
+    out: dict = {
+        "date": today(),
+        "machine": machine(),
+        "command": " ".join(["python", *sys.argv]),
+        "set": args.set,
+        "model": model,
+        "llm": llm.name,
+        "items": len(items),
+        "wall_s": round(time.perf_counter() - wall),
+        "metrics": {},
+        "rows": {},
+        "records": {c: [asdict(r) for r in recs] for c, recs in records.items()},
+    }
+    for config, recs in records.items():
+        rows = [score_verified(by_id[r.id], r) for r in recs]
+        out["rows"][config] = rows
+        groups = {"overall": rows} | {lp: [r for r in rows if r["lang_pair"] == lp] for lp in LANG_PAIRS}
+        out["metrics"][config] = {g: verified_metrics(rs) for g, rs in groups.items() if rs}
+    text = verified_table(out)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, ensure_ascii=False, indent=1))
+    print(text)
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(text)
+
+
+def verified_table(out: dict) -> str:
+    """One markdown table per configuration: metrics x (overall, each language pair)."""
+    lines = [
+        f"{out['set']} split, {out['items']} questions, model {out['model']} ({out['llm']}), {out['date']}, "
+        f"{out['machine']}; wall {out['wall_s']} s",
+        "",
+    ]
+    for config, groups in out["metrics"].items():
+        names = list(groups)
+        lines += [f"**{config}**", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for metric in next(iter(groups.values())):
+            lines.append(f"| {metric} | " + " | ".join(groups[g][metric] for g in names) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # --- driver --------------------------------------------------------------------------------------------------------
 
 
@@ -406,7 +737,7 @@ def main() -> None:
     ap.add_argument("--qa", type=Path, default=testdata() / "qa" / "esg_qa_en.jsonl")
     ap.add_argument("--models", default="small,large")
     ap.add_argument("--limit", type=int, default=None, help="stratified subset: all unanswerable + answerable")
-    ap.add_argument("--kb", type=Path, default=Settings().model_cache / "bench-kb-esg")
+    ap.add_argument("--kb", type=Path, default=KB_DEFAULT)
     ap.add_argument("--judge", default="large", help="judge LLM: 'large', 'small', a .gguf path, or 'none'")
     ap.add_argument("--rescore", type=Path, default=None, help="re-judge the answers stored in this --json output")
     ap.add_argument("--threads", type=int, default=Settings().threads)
@@ -417,6 +748,17 @@ def main() -> None:
         default=None,
         help="answerability gate threshold (default: the model's calibrated one; 0: off). With --rescore, items the "
         "stored run answered whose gate P(yes) is below it count as refused",
+    )
+    ap.add_argument(
+        "--set",
+        choices=("dev", "test"),
+        default=None,
+        help="run the verified question set (benchmarks/data/questions_*.jsonl) of this split, unscoped, on a "
+        "knowledge base of every shared English report and Chinese document (default --kb bench-kb-verified); "
+        "the first of --models only",
+    )
+    ap.add_argument(
+        "--compare", action="store_true", help="with --set: each question also before (grounding and translation off)"
     )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--md", type=Path, default=None, help="write the markdown section here")
@@ -429,8 +771,13 @@ def main() -> None:
         run_worker(args)
         return
 
-    items = subset(load_items(args.qa), args.limit)
     settings = Settings.from_env(threads=args.threads)
+    if args.set:
+        if args.kb == KB_DEFAULT:
+            args.kb = Settings().model_cache / "bench-kb-verified"
+        run_verified(args, settings)
+        return
+    items = subset(load_items(args.qa), args.limit)
     if args.rescore:
         out = json.loads(args.rescore.read_text())
         wanted = {r["id"] for r in next(iter(out["models"].values()))["records"]}

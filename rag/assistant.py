@@ -39,13 +39,19 @@ class Assistant:
         embedder: Embedder | None = None,
         llm: object | None = None,
         transcriber: object | None = None,
+        translate: bool | None = None,
     ) -> None:
+        """``translate``: cross-lingual retrieval (``rag.translate``: a Chinese question also searches with its
+        English translation, and the other way round). ``None``: on for the LLM built from the settings, off for
+        an injected one (a test double scripts its replies; a custom backend may be slow or cost money)."""
         self.settings = settings
         self.embedder = embedder or make_embedder(settings.embedder, settings.threads)
         self._llm = llm
         self._transcriber = transcriber
+        self.translate = llm is None if translate is None else translate
         self._kb: KnowledgeBase | None = None
         self._router = None
+        self._translator = None
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ wiring (lazy)
@@ -71,6 +77,28 @@ class Assistant:
 
                 self._llm = make_llm(self.settings)
             return self._llm
+
+    @property
+    def translator(self):
+        """Cross-lingual retrieval's query translator (the LLM's, cached per question; shared by all questions)."""
+        with self._lock:
+            if self._translator is None:
+                from rag.translate import QueryTranslator
+
+                self._translator = QueryTranslator(self.llm)
+            return self._translator
+
+    def languages(self, session: Session | None = None):
+        """A function of a scope giving the languages (``en``, ``zh``) of the documents in it: the chain translates
+        a question only when documents in the other language are in scope."""
+
+        def of(scope: Scope) -> set[str]:
+            docs = self.documents(session)
+            if scope.docs:
+                docs = [d for d in docs if d.name in scope.docs]
+            return {d.meta.language for d in docs}
+
+        return of
 
     def transcriber(self):
         with self._lock:
@@ -199,7 +227,13 @@ class Assistant:
         if route.label != "rag":
             yield Event("done", answer=Answer(route.reply or "", route.label, question=question))
             return
-        chain = RagChain(retriever, self.llm, self.settings)
+        chain = RagChain(
+            retriever,
+            self.llm,
+            self.settings,
+            translator=self.translator if self.translate else None,
+            languages=self.languages(session),
+        )
         yield from chain.stream(question, history, scope)
 
     def answer(self, question: str, **kwargs: object) -> Answer:

@@ -51,7 +51,8 @@ def load_history(path: Path) -> list[tuple[str, str]]:
 
 
 def answer_json(answer: Answer) -> dict:
-    """The ``ask --json`` object: route, answer, and only the passages the answer cites."""
+    """The ``ask --json`` object: route, answer, and only the passages the answer cites (``verified``: a sentence
+    citing it states figures or names checked to be in it), and the sentences ``removed`` with the reason."""
     return {
         "route": answer.route,
         "answer": answer.text,
@@ -70,9 +71,11 @@ def answer_json(answer: Answer) -> dict:
                 "start_s": c.source.start_s,
                 "end_s": c.source.end_s,
                 "text": c.hit.chunk.text,
+                "verified": c.verified,
             }
             for c in answer.citations
         ],
+        "removed": [{"sentence": r.sentence, "reason": r.reason} for r in answer.removed],
     }
 
 

@@ -149,3 +149,13 @@ def test_an_answer_with_only_unsupported_figures_becomes_a_refusal_in_the_questi
 def test_grounding_off_keeps_the_models_answer():
     answer = ask("It recycled 9 million tonnes [1].", ground=False)
     assert answer.text == "It recycled 9 million tonnes [1]." and not answer.refused and not answer.removed
+
+
+def test_ask_json_carries_verified_citations_and_removed_sentences():
+    from rag.cli import answer_json
+
+    data = answer_json(ask("SUEZ treated 2.8 billion m3 of wastewater [1]. It recycled 9 million tonnes [1]."))
+    assert [c["verified"] for c in data["citations"]] == [True]
+    assert data["removed"] == [
+        {"sentence": "It recycled 9 million tonnes [1].", "reason": "no passage found states 9 million tonnes"}
+    ]
