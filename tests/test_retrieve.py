@@ -120,8 +120,25 @@ def test_one_passage_per_page_holds_that_pages_best_chunks() -> None:
     assert merge_page(groups[3]) is ranked[5]
 
 
-def test_real_retrieval_hands_each_page_once(two_company_kb, embedder) -> None:
-    # Real embedder and BM25 over a multi-page document: no page is handed to the reader twice.
-    hits = HybridRetriever([two_company_kb], embedder, Settings()).retrieve("Tencent shareholding", k=5).hits
+def test_real_retrieval_hands_each_page_once(embedder) -> None:
+    # Real embedder and BM25; three chunks of page 1 match the question: the reader gets page 1 once, as one passage
+    # holding all three, and every other page once.
+    name = "tencent_2023_esg.pdf"
+    meta = DocMeta(company="Tencent", year=2023)
+    texts = [
+        (1, "Shareholding structure: Naspers holds 26% of Tencent's shares."),
+        (1, "Tencent's founders hold 8% of the shares; the rest of the shareholding is free float."),
+        (1, "Tencent's shareholding structure has not changed since 2022."),
+        (2, "Tencent's data centres used 3.2 TWh of electricity in 2023."),
+        (3, "Tencent's shareholders approved the dividend at the annual general meeting."),
+    ]
+    chunks = [Chunk(f"{name}:{i}", name, t, Source(name, page=page), meta) for i, (page, t) in enumerate(texts)]
+    kb = KnowledgeBase(None, embedder.name, embedder.dim)
+    kb.add(
+        Document(name, name, "pdf", len(chunks), pages=3, meta=meta), chunks, embedder.passages([t for _, t in texts])
+    )
+    hits = HybridRetriever([kb], embedder, Settings()).retrieve("Tencent shareholding structure", k=5).hits
     pages = [(h.chunk.source.file, h.chunk.source.page) for h in hits]
-    assert len(pages) == len(set(pages))
+    assert sorted(pages) == [(name, 1), (name, 2), (name, 3)], pages
+    [page_one] = [h.chunk for h in hits if h.chunk.source.page == 1]
+    assert all(t in page_one.text for page, t in texts if page == 1), page_one.text
