@@ -21,6 +21,8 @@ _PRONOUNS = frozenset("it its it's they their theirs them he his she her".split(
 # Demonstratives count when they point at a thing ("that figure", "this company"), not as conjunctions
 # ("products that are aligned") or in fixed phrases ("this year").
 _PERSONAL = frozenset("he his she her".split())
+_SUBJECTS = frozenset("it they he she".split())
+_AUXILIARIES = frozenset("is are was were has have had does do did will would can could should".split())
 _DEMONSTRATIVES = frozenset("this that these those such same".split())
 _REFERENT_NOUNS = frozenset(
     "figure figures number numbers value values amount amounts target targets goal goals company companies firm group "
@@ -47,7 +49,8 @@ _ASKING_WORDS = frozenset(
 # Chinese: pronouns and demonstratives that refer back, and openings that continue the previous question.
 _ZH_REFERENCE = re.compile(
     r"它们|它的|它|该公司|该集团|该企业|该机构|该报告|该指标|该目标|这家公司|那家公司|这家|那家|此公司|"
-    r"这个|那个|这些|那些|这一|那一|上述|以上|前者|后者|同期|其中|(?<![尤及极])其(?![他它余次实中])"
+    r"这个|那个|这些|那些|这一|那一|上述|^以上|以上(?=提到|所述|内容)|前者|后者|同期|其中|上一|前一|"
+    r"(?<![尤及极])其(?![他它余次实中])"
 )
 _ZH_CONTINUATION = re.compile(r"^\s*(?:那么|那|还有|另外|以及|和|与|再|同样|相比之下|对比)")
 _ZH_TRAILING_NE = re.compile(r"呢\s*[？?]?\s*$")
@@ -69,10 +72,17 @@ def _english_cue(question: str, fragments: bool = True) -> str:
     words = _WORD.findall(question)
     lowered = [w.lower().replace("’", "'") for w in words]
     named = False
+    definite = ""  # "the target" in a question that names nobody: whose target is left to the conversation
     person = False  # "the speaker … his": a person named by a definite noun phrase in the question itself
     for i, (word, low) in enumerate(zip(words, lowered, strict=True)):
-        if low in _PRONOUNS and not named and not (person and low in _PERSONAL):
-            return f"refers back with {word!r}"
+        acronym = len(word) > 1 and word.isupper()  # "IT services" is not "it"
+        if low in _PRONOUNS and not acronym:
+            after_auxiliary = i > 0 and lowered[i - 1] in _AUXILIARIES and low in _SUBJECTS
+            if after_auxiliary or (not named and not (person and low in _PERSONAL)):
+                # "Which reports has it submitted?": a subject pronoun after the verb is never the question's own name.
+                return f"refers back with {word!r}"
+        if i > 0 and lowered[i - 1] == "the" and low in _REFERENT_NOUNS and not definite:
+            definite = f"the {word}"
         if i > 0 and lowered[i - 1] == "the" and low not in _DEMONSTRATIVES:
             person = True
         if low in _DEMONSTRATIVES:
@@ -85,6 +95,8 @@ def _english_cue(question: str, fragments: bool = True) -> str:
     match = _DEFINITE_REFERENTS.search(question)
     if match:
         return f"refers back with {match.group(0)!r}"
+    if definite and not named:
+        return f"asks about {definite!r} without saying whose"
     # A fragment: a few words and no question word or verb ("Scope 3?", "In 2022?", "For Samsung?").
     if fragments and len(words) <= 3 and not (set(lowered) & _ASKING_WORDS):
         return "is a fragment"

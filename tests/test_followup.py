@@ -34,6 +34,9 @@ HISTORY = [("How much wastewater did SUEZ treat in 2023?", "2.8 billion m3 [1]."
         "SUEZ 2023年处理了多少废水？",  # a Chinese question naming the company in Latin letters
         "三星电子2023年的用水量是多少？",
         "尤其是哪些行业的ESG披露较好？",  # 尤其 is not the pronoun 其
+        "What is the environmental weight of the IT services sector in EcoVadis?",  # the acronym IT is not "it"
+        "中证800成分股ESG评级B+以上的比例是多少？",  # 以上 here is "or above", not "the above"
+        "What is the boiling point of water?",  # a definite noun phrase that is not a report's referent
     ],
 )
 def test_a_standalone_question_needs_no_history(question):
@@ -54,6 +57,9 @@ def test_a_standalone_question_needs_no_history(question):
         ("该公司的目标是什么？", "'该公司'"),
         ("其中多少来自欧洲？", "'其中'"),
         ("2022年呢？", "呢"),
+        ("Which CDP reports has it submitted?", "'it'"),  # a subject pronoun after the verb, even after a name
+        ("What is the target for 2027?", "without saying whose"),
+        ("上一财年是多少？", "'上一'"),
     ],
 )
 def test_a_question_that_refers_back_needs_history(question, cue):
