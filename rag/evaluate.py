@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError, RagError
-from rag.judge import Judge, is_refusal, normalize
+from rag.judge import Judge
 from rag.settings import Settings
+from rag.text import count_han, detect_language, is_refusal, normalize, only_states_absence
 from rag.types import Answer, Citation, Hit, Retrieval, Scope
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def parse_qa_rows(objects: Iterable[dict], source: str = "QA file") -> list[QARo
             gold = obj.get("answer")
             answerable = obj.get("answerable")
             if answerable is None:
-                answerable = not (isinstance(gold, str) and is_refusal(gold))
+                answerable = not (isinstance(gold, str) and only_states_absence(gold))
             merged[key] = {
                 "id": str(obj.get("qid") or obj.get("id") or f"row{no}"),
                 "question": question.strip(),
@@ -160,7 +161,7 @@ def parse_qa_rows(objects: Iterable[dict], source: str = "QA file") -> list[QARo
                 "pages": [],
                 "evidence": [],
                 "answerable": bool(answerable),
-                "lang": obj.get("lang") or ("zh" if re.search(r"[\u4e00-\u9fff]", question) else "en"),
+                "lang": obj.get("lang") or detect_language(question),
                 "doc_dir": obj.get("doc_dir"),
             }
         row = merged[key]
@@ -352,8 +353,7 @@ def _pages(hit: Hit) -> set[int]:
 
 def _shingles(text: str, n: int = 3) -> set[str]:
     text = normalize(text).lower()
-    cjk = re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]", text)
-    if len(cjk) > len(text) / 4:
+    if count_han(text) > len(text) / 4:
         chars = re.sub(r"\W", "", text)
         return {chars[i : i + n] for i in range(max(1, len(chars) - n + 1))}
     words = re.findall(r"\w+", text)

@@ -1,7 +1,7 @@
 """The evaluation judge: deterministic checks first, an LLM (behind the ``LLM`` protocol) where words must be read.
 
 Small local judges are noisy, so whatever can be checked mechanically is: every number, unit and year in an answer
-must appear in the passages it cites (``unsupported_facts``), refusals are recognised by pattern (``is_refusal``),
+must appear in the passages it cites (``unsupported_facts``), refusals are recognised by pattern (``rag.text``),
 answers are split into statements by sentence (``split_statements``). The LLM is asked one short yes/no question
 at a time, with the passages first so llama.cpp's prefix cache re-reads them only once per answer.
 
@@ -23,36 +23,22 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import ConfigError, RagError
+from rag.text import (
+    content_tokens,
+    detect_language,
+    is_refusal,
+    is_refusal_statement,
+    normalize,
+    only_states_absence,
+    split_statements,
+    strip_citations,
+)
 
 log = logging.getLogger(__name__)
 
 # --- text helpers ------------------------------------------------------------------------------------------------
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _CITE = re.compile(r"\s*\[(\d+(?:\s*[,，、]\s*\d+)*)\]")
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
-_STOP = frozenset(
-    """a an the and or but if of to in on at by for with from as is are was were be been being it its this that these
-    those has have had do does did not no yes than then so such which who whom whose what when where why how all any
-    each both few more most other some own same can will would should could may might must shall our we us their they
-    them his her he she you your i me my also into over under about above below up down out off again further once
-    there here very just only per via within across during including include includes included company company's
-    report reports reported reporting""".split()
-)
-
-
-def normalize(text: str) -> str:
-    """NFKC (full-width digits and ``％`` become ASCII) with collapsed whitespace."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
-
-
-def is_chinese(text: str) -> bool:
-    return len(_CJK.findall(text)) >= max(2, len(text) // 10)
-
-
-def strip_citations(text: str) -> str:
-    """Remove ``[1]``, ``[1, 2]`` markers."""
-    return _CITE.sub("", text).strip()
 
 
 def cited_numbers(text: str) -> list[int]:
@@ -63,16 +49,6 @@ def cited_numbers(text: str) -> list[int]:
             if int(n) not in seen:
                 seen.append(int(n))
     return seen
-
-
-def content_tokens(text: str) -> list[str]:
-    """Lower-cased content words (crudely singularised), plus CJK character bigrams for Chinese text."""
-    text = normalize(text).lower()
-    words = [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in _WORD.findall(text)]
-    tokens = [w for w in words if w not in _STOP and len(w) > 1]
-    for run in re.findall(r"[\u3400-\u4dbf\u4e00-\u9fff]+", text):
-        tokens += [run[i : i + 2] for i in range(len(run) - 1)] or [run]
-    return tokens
 
 
 def lexical_support(statement: str, passages: Sequence[str]) -> float:
@@ -91,104 +67,10 @@ def lexical_support(statement: str, passages: Sequence[str]) -> float:
     return (sum(w in pool for w in words) + found_facts) / (len(words) + len(facts))
 
 
-# --- statements -------------------------------------------------------------------------------------------------
+# --- polarity ---------------------------------------------------------------------------------------------------
 
-# A sentence ends at . ! ? (not inside "1.5", "e.g.", "p. 12", "Inc.") or at Chinese 。！？；, or at a line break.
-_ABBREV = (
-    "e.g",
-    "i.e",
-    "etc",
-    "p",
-    "pp",
-    "no",
-    "inc",
-    "co",
-    "ltd",
-    "vs",
-    "fig",
-    "approx",
-    "st",
-    "u.s",
-    "dr",
-    "mr",
-    "ms",
-)
-_ABBREV_BEFORE_NUMBER = ("p", "pp", "no")  # "No. 3" is an abbreviation, "No. There were none" is a sentence
-_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)|(?<=[。！？；;！？])\s*|\n+")
-_BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)、]|[（(]\d{1,2}[)）])\s+")
-
-
-def split_statements(text: str) -> list[str]:
-    """Split an answer into sentence-level statements (citation markers kept; bullets and empty pieces dropped)."""
-    pieces: list[str] = []
-    for line in normalize_lines(text):
-        start = 0
-        for m in _SENT_END.finditer(line):
-            before = line[start : m.start()].rstrip()
-            last_word = re.findall(r"([A-Za-z.]+)\.$", before)
-            word = last_word[0].lower().rstrip(".") if last_word else ""
-            if word in _ABBREV and (word not in _ABBREV_BEFORE_NUMBER or line[m.end() : m.end() + 1].isdigit()):
-                continue  # "p. 12", "e.g. water" - not a sentence end
-            pieces.append(line[start : m.start()])
-            start = m.end()
-        pieces.append(line[start:])
-    out = []
-    for p in pieces:
-        p = _BULLET.sub("", p).strip()
-        # A piece that is only citation markers belongs to the statement before it.
-        if out and not strip_citations(p).strip(" .。"):
-            out[-1] = f"{out[-1]} {p}".strip()
-            continue
-        if strip_citations(p).strip(" .。:：-"):
-            out.append(p)
-    return out
-
-
-def normalize_lines(text: str) -> list[str]:
-    """Non-empty lines with collapsed whitespace (characters are kept as written: statements are quoted back)."""
-    text = text.replace("\r", "")
-    return [" ".join(line.split()) for line in text.split("\n") if line.strip()]
-
-
-# --- refusals ---------------------------------------------------------------------------------------------------
-
-_REFUSAL_EN = re.compile(
-    r"\b(?:(?:does|do|did|is|are|was|were)\s?n[o']t\s+(?:\w+\s+){0,3}?"
-    r"(?:mention|disclose|provide|state|specify|contain|include|say|report|cover|address|define|give|detail|"
-    r"discuss|describe|indicate|identify|appear|answer|explicit|available)\w*"
-    r"|not\s+(?:\w+\s+){0,2}?(?:mentioned|disclosed|provided|stated|specified|found|available|reported|covered|"
-    r"included|given|addressed|discussed|defined|indicated)"
-    r"|no\s+(?:specific\s+|relevant\s+|explicit\s+|such\s+)?(?:information|mention|data|details?|disclosure|evidence|"
-    r"indication|answer)"
-    r"|(?:cannot|can't|can not|unable to|could not|couldn't)\s+(?:find|answer|determine|locate|confirm|tell|identify)"
-    r"|(?:documents?|reports?|passages?|sources?)\s+(?:do|does)\s?n[o']t\s+(?:\w+\s+){0,3}?\w+"
-    r"|there is nothing)",
-    re.IGNORECASE,
-)
-_REFUSAL_ZH = re.compile(
-    r"(?:未|没有|并未|没|无)(?:\S{0,6}?)(?:提及|披露|提供|说明|找到|涉及|包含|记载|明确|给出|提到|相关信息|相关内容|相关数据)"
-    r"|无法(?:回答|确定|找到|判断|确认)|找不到|不包含|不涉及|无相关|尚未披露"
-)
 _POLAR_NO = re.compile(r"^\s*(?:\[\[no\]\]|no\b|not\b|否|不是|没有)", re.IGNORECASE)
 _POLAR_YES = re.compile(r"^\s*(?:\[\[yes\]\]|yes\b|是的|是，|是。|有，|有。)", re.IGNORECASE)
-
-
-def is_refusal_statement(statement: str) -> bool:
-    """The statement says the documents don't answer (in English or Chinese)."""
-    s = normalize(strip_citations(statement))
-    return bool(_REFUSAL_EN.search(s) or _REFUSAL_ZH.search(s))
-
-
-def is_refusal(text: str) -> bool:
-    """The whole answer declines: every statement says the information is absent (a partial answer is not one)."""
-    statements = split_statements(text)
-    if not statements:
-        return True  # an empty answer answers nothing
-    substantive = [s for s in statements if not is_refusal_statement(s)]
-    if not substantive:
-        return True
-    # "No. The company does not define …": a bare polarity word left over from a refusal.
-    return all(re.fullmatch(r"\W*(?:no|not really|否|没有)\W*", strip_citations(s), re.IGNORECASE) for s in substantive)
 
 
 def polarity(text: str) -> str | None:
@@ -557,7 +439,7 @@ class Judge:
 
     def fallback_support(self, statement: str, passages: Sequence[str]) -> Verdict:
         """Without an LLM verdict: word overlap (same language), or the facts alone (across languages)."""
-        if is_chinese(strip_citations(statement)) != is_chinese(" ".join(passages)):
+        if detect_language(strip_citations(statement)) != detect_language(" ".join(passages)):
             # Word overlap means nothing across languages: the facts (checked first) are all there is to go on.
             return Verdict(statement, True, "facts" if extract_facts(statement) else "unchecked")
         return Verdict(statement, lexical_support(statement, passages) >= self.lexical_threshold, "lexical")
@@ -639,7 +521,7 @@ class Judge:
             return 0.0
         if refused:
             # Declining is right only when the gold answer is itself "no / not disclosed".
-            return 1.0 if gold_pol == "no" or is_refusal(strip_gold(gold)) else 0.0
+            return 1.0 if gold_pol == "no" or only_states_absence(strip_gold(gold)) else 0.0
         facts = extract_facts(strip_gold(gold))
         key = [f for f in facts if f.kind == "number"] or [f for f in facts if f.kind == "year"]
         recall = None

@@ -15,13 +15,13 @@ from rag.judge import (
     agreement_table,
     cited_numbers,
     extract_facts,
-    is_refusal,
     load_labels,
     polarity,
     split_statements,
     unsupported_facts,
 )
 from rag.llm import ScriptedLLM
+from rag.text import is_refusal, only_states_absence
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tests" / "data" / "judge_labels.jsonl"
@@ -111,13 +111,18 @@ def test_split_statements():
 
 
 def test_refusals():
-    assert is_refusal("The documents don't answer this: the report does not cover biodiversity.")
-    assert is_refusal("根据已知信息无法回答该问题：报告未提及生物多样性。")
-    assert is_refusal("No. The company does not disclose its scenarios.")
-    assert is_refusal("")
+    # Reference answers that only state absence mark a QA row unanswerable.
+    assert only_states_absence("The documents don't answer this: the report does not cover biodiversity.")
+    assert only_states_absence("根据已知信息无法回答该问题：报告未提及生物多样性。")
+    assert only_states_absence("No. The company does not disclose its scenarios.")
+    assert only_states_absence("")
     # A partial answer is not a refusal.
-    assert not is_refusal("The report does not state the Scope 3 target. Scope 1 was 388,500 tCO2e [1].")
-    assert not is_refusal("There were no significant spills and no fines in 2023 [1].")
+    assert not only_states_absence("The report does not state the Scope 3 target. Scope 1 was 388,500 tCO2e [1].")
+    assert not only_states_absence("There were no significant spills and no fines in 2023 [1].")
+    # The judge counts an answer as refused exactly when the app shows it refused (its first sentence declines).
+    assert is_refusal("The documents don't answer this: the report does not cover biodiversity.")
+    assert not is_refusal("No. The company does not disclose its scenarios.")
+    assert not is_refusal("")
 
 
 def test_polarity():
