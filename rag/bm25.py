@@ -1,4 +1,4 @@
-"""BM25 (Okapi, k1=1.2, b=0.75 by default) with a tokenizer for English and Chinese.
+"""BM25 (Okapi, k1=1.2, b=0.75 by default) over terms from ``rag.text.search_tokens``, for English and Chinese.
 
 Chinese has no spaces, so a whitespace tokenizer scores 0 on it; CJK runs become overlapping character bigrams
 (plus the single character for one-character runs), which needs no dictionary and matches any word boundary.
@@ -7,46 +7,15 @@ Chinese has no spaces, so a whitespace tokenizer scores 0 on it; CJK runs become
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[.,][0-9]+)*", re.IGNORECASE)
-_STOP = frozenset(
-    (
-        "a an and are as at be by for from has have how in is it its of on or that the their this to was were what "
-        "when which who why will with does did do our we"
-    ).split()
-)
+from rag.text import search_tokens
 
-
-def _stem(word: str) -> str:
-    # A light English stemmer: enough to match emission/emissions, target/targets, reduce/reduced/reducing.
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("ss"):
-            return word[: -len(suffix)]
-    return word
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased, lightly stemmed English words and numbers; CJK character bigrams."""
-    out: list[str] = []
-    for match in _TOKEN.finditer(text):
-        tok = match.group(0)
-        if "\u3400" <= tok[0] <= "\ufaff":
-            if len(tok) == 1:
-                out.append(tok)
-            else:
-                out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
-        else:
-            tok = tok.lower()
-            if tok in _STOP:
-                continue
-            out.append(tok if tok[0].isdigit() else _stem(tok))
-    return out
+# The terms BM25 indexes and queries with (English stems and numbers, CJK bigrams), from the text toolkit.
+tokenize = search_tokens
 
 
 class BM25:

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 from rag.errors import Busy, ConfigError, ModelError
 from rag.models import assemble_file
 from rag.settings import Settings
+from rag.text import FULLWIDTH, HAN
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ class LlamaCppLLM:
 
 # --- OpenAI-compatible HTTP -------------------------------------------------------------------------------------
 
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+_CJK = re.compile(f"[{HAN}{FULLWIDTH}]")  # Chinese characters, CJK punctuation, full-width forms
 
 
 def estimate_tokens(text: str) -> int:

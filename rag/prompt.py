@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rag.errors import ConfigError
 from rag.llm import LLM, MESSAGE_OVERHEAD, REPLY_OVERHEAD, ChatMessage
+from rag.text import CITATION, QUESTION_WORDS, detect_language, is_refusal, overlap_units, strip_citations
 from rag.types import Citation, Hit, Scope
 
 REFUSAL = {"en": "The documents don't answer this", "zh": "根据已知信息无法回答该问题"}
@@ -54,19 +55,6 @@ _REWRITE = (
 )
 
 MIN_PASSAGE_TOKENS = 48  # a truncated passage shorter than this is dropped instead
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def detect_language(text: str) -> str:
-    """``zh`` when the text has at least as many CJK characters as Latin words (a Chinese word is 1–3
-    characters, so this leans Chinese for mixed questions like "Costco 的 ESG 目标是什么？"), else ``en``."""
-    cjk = len(_CJK.findall(text))
-    latin_words = len(re.findall(r"[A-Za-z]+", text))
-    if cjk and cjk >= latin_words:
-        return "zh"
-    return "en"
-
-
 # Chat-template markers (<|im_start|>, <|endoftext|>, [INST] …) and our own delimiters must not appear in data.
 _SPECIAL = re.compile(r"<\|[^<>|]{0,40}\|>|\[/?INST\]|<</?SYS>>|</?s>", re.IGNORECASE)
 _DELIM = re.compile(r"<\s*(/?)\s*(passages?)\b", re.IGNORECASE)
@@ -179,10 +167,10 @@ def focus_passage(question: str, text: str, llm: LLM, max_tokens: int) -> str:
     units = [
         (text[a:b].strip(), text[b : spans[i + 1][0]] if i + 1 < len(spans) else "") for i, (a, b) in enumerate(spans)
     ]
-    wanted = _units(question)
+    wanted = overlap_units(question)
 
     def score(unit: str) -> float:
-        mine = _units(unit)
+        mine = overlap_units(unit)
         return len(wanted & mine) / (1 + len(mine)) ** 0.3  # damped length: a long sentence is not better per se
 
     costs = [llm.count_tokens(u) + 1 for u, _ in units]
@@ -323,12 +311,6 @@ def rewrite_messages(
     return (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", content))
 
 
-_QUESTION_WORDS = frozenset(
-    "what which who whom whose when where why how does do did is are was were can could should will would has have "
-    "had the a an and or in on of for to by with please tell give list describe explain compare".split()
-)
-
-
 def context_terms(question: str) -> str:
     """Names, years and codes of an earlier question ("Costco, FY22"), to carry into a follow-up that lost them.
     A Chinese question is kept whole (up to 60 characters): names are not marked by capitals there."""
@@ -338,7 +320,7 @@ def context_terms(question: str) -> str:
     terms = []
     for word in re.findall(r"[A-Za-z0-9][\w&.\-]*", question):
         word = re.sub(r"(?:'s|’s)$", "", word).rstrip(".")
-        if (word[:1].isupper() or any(c.isdigit() for c in word)) and word.lower() not in _QUESTION_WORDS:
+        if (word[:1].isupper() or any(c.isdigit() for c in word)) and word.lower() not in QUESTION_WORDS:
             terms.append(word)
     return ", ".join(dict.fromkeys(terms))
 
@@ -355,8 +337,8 @@ def clean_rewrite(raw: str, question: str, history: Sequence[tuple[str, str]] = 
 
     earlier = {norm(u) for u, _ in history}
     # What the follow-up adds (e.g. "Scope 1", "change") must survive, or the model just repeated an earlier turn.
-    new_words = _units(question) - set().union(*(_units(u) for u, _ in history))
-    lost = bool(new_words) and not (new_words & _units(text))
+    new_words = overlap_units(question) - set().union(*(overlap_units(u) for u, _ in history))
+    lost = bool(new_words) and not (new_words & overlap_units(text))
     if (
         not text
         or len(text) > 3 * len(question) + 200
@@ -372,8 +354,6 @@ def clean_rewrite(raw: str, question: str, history: Sequence[tuple[str, str]] = 
 
 
 # --- citations and refusals ----------------------------------------------------------------------------------------
-
-_CITATION = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、\-–]\s*\d+)*)\s*[\]】]")
 
 
 def _numbers(group: str) -> list[int]:
@@ -404,40 +384,27 @@ def extract_citations(text: str, hits: Sequence[Hit]) -> tuple[str, tuple[Citati
             cited.setdefault(n, Citation(n, hits[n - 1]))
         return "".join(f"[{n}]" for n in dict.fromkeys(valid))
 
-    cleaned = _CITATION.sub(repl, text)
+    cleaned = CITATION.sub(repl, text)
     cleaned = re.sub(r"[ \t]+([.,;:!?。，；：！？])", r"\1", cleaned)
     cleaned = re.sub(r"[ \t]{2,}", " ", cleaned).strip()
     return cleaned, tuple(cited.values())
 
 
-_STOP = frozenset(
-    """a an the and or of to in on for by with is are was were be been its it this that these as at from has have
-    had not no yes than which who will would can our their they we also into over per company""".split()
-)
-_TOKEN = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SENTENCE = re.compile(r"[^.!?。！？\n]+(?:[.!?。！？]+|$)")
-
-
-def _units(text: str) -> set[str]:
-    """Content words and numbers (Latin) plus character bigrams (CJK), for overlap scores."""
-    low = text.lower()
-    words = {w for w in _TOKEN.findall(low) if w not in _STOP and (len(w) > 2 or w.isdigit())}
-    cjk = "".join(_CJK.findall(low))
-    return words | {cjk[i : i + 2] for i in range(len(cjk) - 1)}
 
 
 def attribute_citations(text: str, hits: Sequence[Hit], min_support: float = 0.6) -> str:
     """Add ``[n]`` after each sentence of an answer that cites nothing, when passage ``n`` holds every number of the
     sentence and at least ``min_support`` of its words (CJK: character pairs). Small models often answer correctly
     from a passage without marking it; a sentence no single passage supports stays unmarked."""
-    if not hits or _CITATION.search(text):
+    if not hits or CITATION.search(text):
         return text
-    passages = [(_units(h.chunk.text), set(_NUMBER.findall(h.chunk.text))) for h in hits]
+    passages = [(overlap_units(h.chunk.text), set(_NUMBER.findall(h.chunk.text))) for h in hits]
     out = []
     for m in _SENTENCE.finditer(text):
         sentence = m.group(0)
-        units, numbers = _units(sentence), set(_NUMBER.findall(sentence))
+        units, numbers = overlap_units(sentence), set(_NUMBER.findall(sentence))
         best, best_n = 0.0, 0
         for n, (p_units, p_numbers) in enumerate(passages, 1):
             if units and numbers <= p_numbers:
@@ -452,7 +419,7 @@ def attribute_citations(text: str, hits: Sequence[Hit], min_support: float = 0.6
     return "".join(out) if out else text
 
 
-_TRAILING_MARKS = re.compile(rf"([.!?。！？]+)[ \t]*((?:{_CITATION.pattern})+)")
+_TRAILING_MARKS = re.compile(rf"([.!?。！？]+)[ \t]*((?:{CITATION.pattern})+)")
 
 
 def tidy_marks(text: str) -> str:
@@ -480,9 +447,9 @@ def repoint_citations(text: str, hits: Sequence[Hit], margin: float = 0.1, min_s
     """
     if not hits:
         return text
-    passages = [(_units(h.chunk.text), set(_NUMBER.findall(h.chunk.text))) for h in hits]
+    passages = [(overlap_units(h.chunk.text), set(_NUMBER.findall(h.chunk.text))) for h in hits]
     groups: list[tuple[int, int, list[int]]] = []  # adjacent marks like [2][3] form one group
-    for m in _CITATION.finditer(text):
+    for m in CITATION.finditer(text):
         ns = [n for n in _numbers(m.group(1)) if 1 <= n <= len(hits)]
         if groups and not text[groups[-1][1] : m.start()].strip():
             start, _, previous = groups[-1]
@@ -495,7 +462,7 @@ def repoint_citations(text: str, hits: Sequence[Hit], margin: float = 0.1, min_s
         segment = text[pos:start]
         boundary = max((b.end() for b in _CLAIM_END.finditer(segment)), default=0)
         claim = segment[boundary:]
-        units, numbers = _units(claim), set(_NUMBER.findall(claim))
+        units, numbers = overlap_units(claim), set(_NUMBER.findall(claim))
         mark = text[start:end]
         if ns and len(units) >= 3:
             support = [len(units & p_units) / len(units) for p_units, _ in passages]
@@ -508,31 +475,6 @@ def repoint_citations(text: str, hits: Sequence[Hit], margin: float = 0.1, min_s
         pos = end
     out.append(text[pos:])
     return "".join(out)
-
-
-def strip_citations(text: str) -> str:
-    return re.sub(r"[ \t]{2,}", " ", _CITATION.sub("", text)).strip()
-
-
-_REFUSAL_PATTERNS = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"documents? (?:do|does)(?: not|n['’]t) (?:answer|contain|mention|provide|include|disclose|say|state|specify)",
-        r"passages? (?:do|does)(?: not|n['’]t) (?:answer|contain|mention|provide|include|disclose|say|state|specify)",
-        r"(?:not|no) (?:mentioned|provided|disclosed|stated|found|available|information|data)"
-        r" (?:in|within|from) the (?:passages|documents|provided)",
-        r"there is no (?:information|mention|data)",
-        r"无法回答",
-        r"(?:没有|未)(?:提及|提到|披露|提供|包含|涉及)",
-        r"(?:段落|文档|文件|资料)中(?:没有|并未|未)",
-    )
-]
-
-
-def is_refusal(text: str) -> bool:
-    """True when the first sentence of ``text`` says the documents don't hold the answer."""
-    first = re.split(r"(?<=[.!?。！？])\s*|\n", text.strip(), maxsplit=1)[0] if text.strip() else ""
-    return any(p.search(first) for p in _REFUSAL_PATTERNS)
 
 
 def refusal_reason_from_text(text: str, language: str) -> str:
