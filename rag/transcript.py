@@ -11,25 +11,15 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from rag.chunk import key_line
 from rag.errors import ConfigError
+from rag.text import FULLWIDTH, HAN, ends_sentence
 from rag.transcribe import Progress, Transcriber, Transcript
 from rag.types import Chunk, DocMeta, Segment, Source
 
 log = logging.getLogger(__name__)
 
-_SENTENCE_END = re.compile(r"[.!?。！？…][\"'”’)）]*$")
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
-# A figure: a number with its unit or scale (percentages, money, tonnes, years, Chinese 万/亿 ...).
-_FIGURE = re.compile(
-    r"(?<![A-Za-z\d.,])(?:[$€£¥]\s?)?\d+(?:[.,]\d+)*"
-    r"(?:\s?(?:million|billion|thousand|trillion|bn|m)\b)?"
-    r"(?:\s?(?:%|percent\b|per cent\b|tonnes?\b|tons?\b|t?co2e?\b|kt\b|mt\b|gt\b|[kmg]wh\b|[kmg]w\b|°c|degrees?\b|"
-    r"万吨|亿元|万元|亿|万|吨|元|千瓦时|度|年))?",
-    re.IGNORECASE,
-)
-_KEY_SENTENCE_CHARS = 200
-_KEY_FIGURES = 6
+_WIDE = re.compile(f"[{HAN}{FULLWIDTH}]")  # no space between two of these when joining segments
 
 
 # --- passages
@@ -63,7 +53,7 @@ def chunk_segments(
             groups.append(current[:cut])
             current = current[cut:]
         current.append(seg)
-        if current[-1].end_s - current[0].start_s >= min_s and _ends_sentence(seg.text):
+        if current[-1].end_s - current[0].start_s >= min_s and ends_sentence(seg.text, colons=False):
             groups.append(current)
             current = []
     if current:
@@ -86,14 +76,10 @@ def chunk_segments(
     return chunks
 
 
-def _ends_sentence(text: str) -> bool:
-    return bool(_SENTENCE_END.search(text.strip()))
-
-
 def _last_sentence_end(group: list[Segment], min_len_s: float) -> int:
     """How many segments of ``group`` to keep: through its last sentence end at least ``min_len_s`` long."""
     for i in range(len(group) - 1, 0, -1):
-        if _ends_sentence(group[i - 1].text) and group[i - 1].end_s - group[0].start_s >= min_len_s:
+        if ends_sentence(group[i - 1].text, colons=False) and group[i - 1].end_s - group[0].start_s >= min_len_s:
             return i
     return len(group)
 
@@ -104,7 +90,7 @@ def join_text(parts: Sequence[str]) -> str:
     for part in (p.strip() for p in parts):
         if not part:
             continue
-        if out and not (_CJK.match(out[-1]) and _CJK.match(part[0])):
+        if out and not (_WIDE.match(out[-1]) and _WIDE.match(part[0])):
             out += " "
         out += part
     return out
@@ -120,27 +106,8 @@ def _make_chunk(group: list[Segment], start: float, end: float, *, file: str, do
         source=Source(file, start_s=start, end_s=end),
         meta=meta,
         heading="",
-        key=key_line(text),
+        key=key_line(text, "", meta),
     )
-
-
-def key_line(text: str) -> str:
-    """A short "key information" line: the first sentence (trimmed) plus figures stated later in the text."""
-    text = " ".join(text.split())
-    parts = _SENTENCE_SPLIT.split(text, maxsplit=1)
-    first = parts[0].strip()
-    if len(first) > _KEY_SENTENCE_CHARS:
-        cut = first[:_KEY_SENTENCE_CHARS]
-        first = (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
-    rest = parts[1] if len(parts) > 1 else ""
-    figures: list[str] = []
-    for m in _FIGURE.finditer(rest):
-        fig = m.group(0).strip()
-        if fig and fig not in figures and fig not in first:
-            figures.append(fig)
-        if len(figures) == _KEY_FIGURES:
-            break
-    return f"{first} ({', '.join(figures)})" if figures else first
 
 
 # --- subtitles

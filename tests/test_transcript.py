@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from rag.chunk import key_line
 from rag.errors import ConfigError
 from rag.transcribe import Transcript
 from rag.transcript import (
     TranscriptCache,
     chunk_segments,
     join_text,
-    key_line,
     to_srt,
     to_vtt,
     transcribe_cached,
@@ -66,7 +66,7 @@ def test_chunk_fields():
     assert chunk.source.file == "briefing.mp4"
     assert chunk.source.is_media and chunk.source.page is None
     assert chunk.source.label().startswith("briefing.mp4 ▶ 00:01–")
-    assert chunk.key.startswith("part 0 of the talk")
+    assert chunk.key.startswith("Acme 2024 | part 0 of the talk")
     assert re.fullmatch(r"[0-9a-f]{16}", chunk.id)
 
 
@@ -146,25 +146,25 @@ def test_chinese_text_joins_without_spaces():
     assert chunks[0].text == "我们承诺到2030年实现碳中和。"
 
 
-def test_key_line_is_first_sentence_plus_later_figures():
+def test_key_line_is_the_pdf_key_line():
+    """A video passage gets the key line a PDF passage gets (rag.chunk.key_line): company and year, the first
+    sentence, figures stated later."""
     text = (
         "Our emissions fell by 42% since 2019. Scope 3 dropped to 1.2 million tonnes, "
         "and we invested $4.5 billion. Nothing else here."
     )
-    key = key_line(text)
-    assert key.startswith("Our emissions fell by 42% since 2019.")
-    assert "1.2 million tonnes" in key and "$4.5 billion" in key
-    assert key.count("42%") == 1  # already in the first sentence
+    key = chunk_segments([Segment(0, 10, text)], file="briefing.mp4", doc_id=DOC, meta=META)[0].key
+    assert key == key_line(text, "", META)
+    assert key.startswith("Acme 2024 | Our emissions fell by 42% since 2019. | ")
+    assert "$4.5 billion" in key and "1.2 million" in key
     assert "Nothing else" not in key
 
 
-def test_key_line_is_short_for_long_sentences():
-    key = key_line("word " * 200)
-    assert len(key) <= 201 and key.endswith("…")
-
-
 def test_key_line_chinese():
-    assert key_line("我们在2030年前实现碳中和。排放减少了30%，投资5亿元。") == "我们在2030年前实现碳中和。 (30%, 5亿元)"
+    meta = DocMeta(language="zh")
+    text = "我们在2030年前实现碳中和。排放减少了30%，投资5亿元。"
+    key = chunk_segments([Segment(0, 10, text)], file="简报.mp4", doc_id=DOC, meta=meta)[0].key
+    assert key == "我们在2030年前实现碳中和。 | 30%, 5亿元, 2030"
 
 
 # --- subtitles
