@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
@@ -40,7 +40,10 @@ from rag.prompt import (
 )
 from rag.settings import Settings
 from rag.translate import QueryTranslator, fuse
-from rag.types import Answer, Event, Retrieval, Scope
+from rag.types import Answer, Event, Query, Retrieval, Scope
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,9 @@ DEFAULT_GATE = 0.0
 
 
 class Retriever(Protocol):
-    def retrieve(self, query: str, scope: Scope = Scope(), k: int | None = None) -> Retrieval: ...
+    def retrieve(
+        self, query: str, scope: Scope = Scope(), k: int | None = None, *, vector: np.ndarray | None = None
+    ) -> Retrieval: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Turn:
     language: str = "en"
     standalone: str = ""
     retrieval: Retrieval | None = None
+    query: Query | None = None  # the router's Query: its text and embedding serve retrieval when nothing was rewritten
 
 
 class RagChain:
@@ -138,6 +144,10 @@ class RagChain:
         return replace(turn, standalone=standalone)
 
     def _retrieve(self, turn: Turn) -> Turn:
+        q = turn.query
+        if q is not None and q.vector is not None and turn.standalone in (turn.question, q.text):
+            # Not rewritten: search with the router's text (greeting removed) and its embedding, not a second one.
+            return replace(turn, retrieval=self.retriever.retrieve(q.text, turn.scope, vector=q.vector))
         return replace(turn, retrieval=self.retriever.retrieve(turn.standalone, turn.scope))
 
     def _cross_lingual(self, turn: Turn) -> Turn:
@@ -215,8 +225,15 @@ class RagChain:
 
     # --- public API ---------------------------------------------------------------------------------------------
 
-    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), scope: Scope = Scope()) -> Iterator[Event]:
-        """Answer ``question`` (given earlier ``(user, assistant)`` exchanges) as a stream of events."""
+    def stream(
+        self,
+        question: str,
+        history: Sequence[tuple[str, str]] = (),
+        scope: Scope = Scope(),
+        query: Query | None = None,
+    ) -> Iterator[Event]:
+        """Answer ``question`` (given earlier ``(user, assistant)`` exchanges) as a stream of events. ``query``: the
+        router's ``Query`` for it (language detected and embedding computed once per message)."""
         question = (question or "").strip()
         if not question:
             raise RagError("the question is empty: type a question about your documents")
@@ -224,7 +241,8 @@ class RagChain:
             question,
             tuple((u or "", a or "") for u, a in history),
             scope,
-            detect_language(question),
+            query.language if query is not None else detect_language(question),
+            query=query,
         )
         yield from self.chain.stream(turn)
 

@@ -9,7 +9,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.embed import Embedder, make_embedder
@@ -18,7 +18,7 @@ from rag.index import KnowledgeBase
 from rag.ingest import Ingestor, Progress, rebuild
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
-from rag.types import Answer, Document, Event, IngestResult, Retrieval, Scope, Segment
+from rag.types import Answer, Document, Event, IngestResult, Query, Retrieval, Scope, Segment
 
 log = logging.getLogger(__name__)
 
@@ -218,14 +218,22 @@ class Assistant:
         scope: Scope = Scope(),
         session: Session | None = None,
     ) -> Iterator[Event]:
-        """Route the message, then stream the reply as events (``route``, ``sources``, ``token``…, ``done``)."""
+        """Route the message, then stream the reply as events (``route``, ``sources``, ``token``…, ``done``).
+
+        The message's language is detected and its query embedding computed once, on a ``Query`` that the router
+        fills and retrieval and the prompt reuse. The router judges it against the knowledge bases it would be asked
+        of (the shared one plus the session's uploads); ``Answer.route_reason`` says why it went where it did.
+        """
         from rag.answer import RagChain
+        from rag.text import detect_language
 
         retriever = self.retriever(session)
-        route = self.router.classify(question, kb_score=lambda m: retriever.retrieve(m, scope, k=3).best_dense)
+        query = Query(question.strip(), detect_language(question))
+        route = self.router.classify(query, kbs=retriever.kbs)
         yield Event("route", route=route.label)
         if route.label != "rag":
-            yield Event("done", answer=Answer(route.reply or "", route.label, question=question))
+            answer = Answer(route.reply or "", route.label, question=question, route_reason=route.explanation)
+            yield Event("done", answer=answer)
             return
         chain = RagChain(
             retriever,
@@ -234,7 +242,10 @@ class Assistant:
             translator=self.translator if self.translate else None,
             languages=self.languages(session),
         )
-        yield from chain.stream(question, history, scope)
+        for event in chain.stream(question, history, scope, query=route.query):
+            if event.kind == "done" and event.answer is not None:
+                event = replace(event, answer=replace(event.answer, route_reason=route.explanation))
+            yield event
 
     def answer(self, question: str, **kwargs: object) -> Answer:
         """``ask`` without streaming."""

@@ -55,6 +55,7 @@ def answer_json(answer: Answer) -> dict:
     citing it states figures or names checked to be in it), and the sentences ``removed`` with the reason."""
     return {
         "route": answer.route,
+        "route_reason": answer.route_reason,
         "answer": answer.text,
         "refused": answer.refused,
         "question": answer.question,

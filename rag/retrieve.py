@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import numpy as np
+
 from rag.embed import Embedder
 from rag.index import KnowledgeBase
 from rag.settings import Settings
@@ -71,7 +73,9 @@ _YEAR_SCOPE = re.compile(
 
 
 class Retriever(Protocol):
-    def retrieve(self, query: str, scope: Scope = Scope(), k: int | None = None) -> Retrieval: ...
+    def retrieve(
+        self, query: str, scope: Scope = Scope(), k: int | None = None, *, vector: np.ndarray | None = None
+    ) -> Retrieval: ...
 
 
 def _aliases(company: str) -> set[str]:
@@ -217,15 +221,24 @@ class HybridRetriever:
     def documents(self) -> list[Document]:
         return [d for kb in self.kbs for d in kb.documents()]
 
-    def retrieve(self, query: str, scope: Scope = Scope(), k: int | None = None, mode: str = "hybrid") -> Retrieval:
-        """The ``k`` best passages for ``query`` (``mode``: ``hybrid``, ``dense`` or ``bm25``)."""
+    def retrieve(
+        self,
+        query: str,
+        scope: Scope = Scope(),
+        k: int | None = None,
+        mode: str = "hybrid",
+        *,
+        vector: np.ndarray | None = None,
+    ) -> Retrieval:
+        """The ``k`` best passages for ``query`` (``mode``: ``hybrid``, ``dense`` or ``bm25``). ``vector``: the
+        query embedding of ``query`` when the caller already has it (the router's, carried on the ``Query``)."""
         k = k or self.settings.top_k
         plan = plan_scope(query, scope, self.documents())
         if plan.missing or (plan.files is not None and not plan.files):
             return Retrieval(query, (), plan.scope, plan.missing)
         files = set(plan.files) if plan.files is not None else None
         n = max(self.settings.retrieve_k, k)
-        qvec = self.embedder.query(query)
+        qvec = vector if vector is not None else self.embedder.query(query)
         dense: list[tuple[Chunk, float]] = []
         bm25: list[tuple[Chunk, float]] = []
         for kb in self.kbs:

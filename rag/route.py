@@ -5,16 +5,23 @@ How a message is classified (no LLM; one query embedding at most):
 1. Rules for the obvious cases: a bare greeting / thanks / goodbye / "ok" is chit-chat without embedding anything;
    a leading greeting before a real question ("hi, what were Costco's emissions?") is stripped and the rest is
    classified; a request to write code is out of scope.
-2. The message is embedded once and compared with every FAQ question variant. A close match (cosine ≥
-   ``faq_min`` and ahead of the nearest example of any other label by ``faq_margin``) returns the stored answer —
+2. The message is embedded once (the vector travels on the ``Query`` to retrieval) and compared with every FAQ
+   question variant. A close match (cosine ≥ ``faq_min`` and ahead of the nearest example of any other label by
+   ``faq_margin``) returns the stored answer —
    unless the message is a follow-up ("and what about scope 3?") or names a company, year or quantity the entry
    doesn't mention, which only the documents can answer. Other tasks (translate, book, play, arithmetic) are out
    of scope.
 3. Otherwise nearest neighbours over labelled examples (``assets/intents.jsonl`` plus the FAQ variants) decide
    between ``rag``, ``chitchat`` and ``out_of_scope``. Leaving RAG needs a margin, and a message with ESG / finance
    vocabulary in question form never leaves it: a knowledge question sent to chit-chat is the costly mistake.
-4. Safety net: a chit-chat or out-of-scope verdict is overturned to ``rag`` when ``kb_score(message)`` (the best
-   dense cosine of the knowledge base, supplied by the facade) reaches ``kb_strong``.
+4. The knowledge bases the question will be asked of (``kbs``: the shared one plus the session's uploads) decide the
+   rest (``rag.kb_evidence``): rare words shared with a passage, or a best cosine far above what unrelated messages
+   reach on that knowledge base, send a chit-chat or out-of-scope verdict to ``rag`` (``kb:lexical``, ``kb:dense``);
+   a message the neighbours put in ``rag`` only weakly, with no ESG vocabulary and no sign of the knowledge base at
+   all (or an empty one), is world knowledge and goes to its nearest other label (``kb:none``).
+
+Every Route carries ``reason`` (which step decided) and ``detail`` (the evidence, one line for logs and
+``route_reason``).
 
 Thresholds were calibrated on ``tests/data/routing.jsonl`` by ``benchmarks/routing.py`` (see docs/bench/routing.md).
 The FAQ file is re-read when it changes on disk; only question variants not seen before are embedded.
@@ -26,14 +33,12 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 import unicodedata
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +47,11 @@ import numpy as np
 from rag.embed import Embedder
 from rag.errors import ConfigError
 from rag.faq import DEFAULT_FAQ_PATH, FaqEntry, FaqError, load_faq, user_faq_path, validate_faq
+from rag.fsio import atomic_file
+from rag.kb_evidence import Background, EvidenceScorer, KbEvidence, SearchableKb
 from rag.settings import Settings
+from rag.text import detect_language, is_cjk_char
+from rag.types import Query
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +87,14 @@ class Thresholds:
     faq_exact: float = 0.985  # near-verbatim FAQ match: answer even if the message names a company or year
     faq_margin: float = 0.02  # FAQ variant must beat the nearest knowledge-question example by this much
     away_margin: float = 0.015  # chit-chat / out-of-scope neighbours must beat knowledge neighbours by this much
-    kb_strong: float = 0.89  # safety net: knowledge-base cosine at or above this sends the message to RAG
     k: int = 3  # neighbours averaged per label
+    # Knowledge-base evidence (rag.kb_evidence), relative to what unrelated messages score on the same base.
+    kb_lexical: float = 0.9  # rarity weight of the message's words in one passage (1.0 = one unseen word) ...
+    kb_lexical_margin: float = 0.3  # ... beating unrelated messages' 95th percentile by this ...
+    kb_coverage: float = 0.25  # ... and holding this share of the message's weight: "about the documents"
+    kb_dense_z: float = 3.0  # best cosine this many standard deviations above unrelated messages: about them
+    kb_none_z: float = 1.0  # below this, with no lexical evidence: nothing in the knowledge base is near
+    kb_none_lead: float = 0.03  # "no evidence" overrules a rag verdict by neighbours only when rag leads by less
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,9 @@ class Route:
     """Where a message goes. ``reply`` is set for ``faq``, ``chitchat`` and ``out_of_scope`` (no LLM needed).
 
     ``score`` is the evidence behind the decision (a cosine, or 1.0 for a rule); ``reason`` says which step decided
-    (``rule:greeting``, ``faq``, ``knn``, ``vocabulary``, ``safety_net``...); ``lang`` is the reply language.
+    (``rule:greeting``, ``faq``, ``knn``, ``vocabulary``, ``kb:lexical``, ``kb:dense``, ``kb:none``...) and
+    ``detail`` the evidence in words; ``lang`` is the reply language. ``query`` is the message as retrieval should
+    see it (greeting removed, language, and the query embedding when one was computed).
     """
 
     label: str
@@ -96,6 +113,13 @@ class Route:
     entry_id: str | None = None
     lang: str = "en"
     reason: str = ""
+    detail: str = ""
+    query: Query | None = None
+
+    @property
+    def explanation(self) -> str:
+        """``reason: detail`` (``route_reason`` in answers and ``ask --json``)."""
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 @dataclass(frozen=True)
@@ -125,18 +149,13 @@ class Features:
     chat_entry_id: str | None = None  # closest chit-chat FAQ entry, for replies to chit-chat found by neighbours
     class_sims: dict[str, float] = field(default_factory=dict)  # mean of the top-k cosines per label
     class_max: dict[str, float] = field(default_factory=dict)  # the single closest example per label
+    kb: KbEvidence | None = None  # evidence from the knowledge bases in view (None: none were given)
 
 
 # --------------------------------------------------------------------------- text rules
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]+")
 
-
-def detect_lang(text: str) -> str:
-    """``zh`` when Chinese characters outnumber Latin words, else ``en``."""
-    cjk = len(_CJK.findall(text))
-    return "zh" if cjk and cjk >= len(_LATIN_WORD.findall(text)) else "en"
+detect_lang = detect_language  # the one language detector (rag.text); the name routing code and tests use
 
 
 def _clean(text: str) -> str:
@@ -306,10 +325,10 @@ class TextSignals:
     knowledge: bool
 
 
-def text_signals(message: str) -> TextSignals:
-    """Apply the rule layer to ``message``."""
+def text_signals(message: str, lang: str | None = None) -> TextSignals:
+    """Apply the rule layer to ``message`` (``lang``: its language when already detected)."""
     raw = unicodedata.normalize("NFKC", message).strip()
-    lang = detect_lang(raw)
+    lang = lang or detect_lang(raw)
     clean = _clean(raw)
     if not clean:
         rule = "empty" if not raw else "smalltalk"  # only emoji or punctuation: treat as small talk
@@ -344,28 +363,39 @@ def _strip_prefix(raw: str, clean_end: int, clean: str) -> str:
     """Cut the greeting from the raw text: drop as many leading raw characters as cover ``clean_end`` clean chars."""
     target = _clean(clean[:clean_end])
     for cut in range(1, len(raw) + 1):
-        if _clean(raw[:cut]) == target and (cut == len(raw) or not raw[cut].isalnum() or _CJK.match(raw[cut])):
+        if _clean(raw[:cut]) == target and (cut == len(raw) or not raw[cut].isalnum() or is_cjk_char(raw[cut])):
             rest = raw[cut:].lstrip(" ,，!！.。~～:：;；-—")
             if rest:
                 return rest
     return raw
 
 
-# Embedding cost grows with length, and the intent is in the opening words: embed at most about 35 tokens.
-_HEAD_CHARS = {"en": 150, "zh": 50}
-
-
-def _head(text: str, lang: str) -> str:
-    """The opening of ``text`` that is embedded for routing (the rules see all of it)."""
-    limit = _HEAD_CHARS.get(lang, 150)
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    return cut[:space] if lang == "en" and space > limit // 2 else cut
-
-
 # --------------------------------------------------------------------------- decision
+
+
+def kb_strong(e: KbEvidence | None, t: Thresholds) -> str | None:
+    """``lexical`` or ``dense`` when the knowledge base alone shows the message is about the documents, else None."""
+    if e is None or not e.chunks:
+        return None
+    if (
+        e.lexical >= t.kb_lexical
+        and e.lexical - e.lexical_typical >= t.kb_lexical_margin
+        and e.coverage >= t.kb_coverage
+    ):
+        return "lexical"
+    if e.dense_z is not None and e.dense_z >= t.kb_dense_z:
+        return "dense"
+    return None
+
+
+def kb_absent(e: KbEvidence | None, t: Thresholds) -> bool:
+    """True when nothing in the knowledge bases is near the message (always, for an empty one); False without them."""
+    if e is None:
+        return False
+    if not e.chunks:
+        return True
+    lexical = e.lexical > e.lexical_typical and e.lexical >= t.kb_lexical / 2
+    return not lexical and (e.dense_z is None or e.dense_z < t.kb_none_z)
 
 
 def decide(f: Features, t: Thresholds) -> tuple[str, float, str | None, str]:
@@ -377,26 +407,30 @@ def decide(f: Features, t: Thresholds) -> tuple[str, float, str | None, str]:
     exact = f.entry_id is not None and f.entry_sim >= t.faq_exact
     if f.code and not exact:
         return "out_of_scope", 1.0, "out_of_scope", "rule:code"
-    if f.task and not f.knowledge and not exact:
+    strong = kb_strong(f.kb, t)
+    if f.task and not f.knowledge and not exact and strong != "lexical":
         return "out_of_scope", 1.0, "out_of_scope", "rule:task"
     if f.entry_id is not None and f.entry_kind is not None:
         # The FAQ variant must be closer than any example of another label (chit-chat variants count as chit-chat).
         rival = max((v for label, v in f.class_max.items() if label != f.entry_kind), default=0.0)
         close = f.entry_sim >= t.faq_min and f.entry_sim - rival >= t.faq_margin
         if exact or (close and not f.followup and not f.specific):
+            if strong and not exact and f.entry_kind != "faq":
+                return "rag", rag_sim, None, f"kb:{strong}"  # "what can you do?" wording, but about the documents
             return f.entry_kind, f.entry_sim, f.entry_id, "faq"
     if f.knowledge or f.followup:
         return "rag", rag_sim, None, "vocabulary" if f.knowledge else "followup"
     other = max(("chitchat", "out_of_scope"), key=lambda label: sims.get(label, 0.0))
+    entry = f.chat_entry_id if other == "chitchat" else "out_of_scope"
     if sims.get(other, 0.0) - rag_sim >= t.away_margin:
-        entry = f.chat_entry_id if other == "chitchat" else "out_of_scope"
+        if strong:
+            return "rag", rag_sim, None, f"kb:{strong}"
         return other, sims[other], entry, "knn"
+    # Nothing in the knowledge bases is near: world knowledge (unless the neighbours are sure it is a knowledge
+    # question), or nothing to ask at all (an empty knowledge base).
+    if f.kb is not None and kb_absent(f.kb, t) and (not f.kb.chunks or rag_sim - sims.get(other, 0.0) < t.kb_none_lead):
+        return other, sims.get(other, 0.0), entry, "kb:none"
     return "rag", rag_sim, None, "knn"
-
-
-def safety_net_applies(label: str, reason: str) -> bool:
-    """Whether a strong knowledge-base match may overturn this verdict (rules and RAG verdicts stand)."""
-    return label in ("chitchat", "out_of_scope") and reason in ("knn", "faq")
 
 
 # --------------------------------------------------------------------------- examples and vectors
@@ -474,20 +508,12 @@ class _VectorCache:
         """Store the vectors of the current bank (not every text ever seen, so edits don't grow the file)."""
         if not self.file:
             return
-        tmp = None
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
             keys = list(dict.fromkeys(texts))
-            fd, tmp = tempfile.mkstemp(prefix=".route-vectors.", suffix=".npz", dir=self.file.parent)
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_file(self.file, "wb") as fh:
                 np.savez(fh, keys=np.array(keys, dtype=str), vecs=np.vstack([self.memory[k] for k in keys]))
-            os.replace(tmp, self.file)
-            tmp = None
         except OSError as exc:  # a read-only cache only costs start-up time
             log.warning("cannot write routing vector cache %s: %s", self.file, exc)
-        finally:
-            if tmp:
-                Path(tmp).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -501,6 +527,7 @@ class _Bank:
     chat_rows: np.ndarray  # rows whose entry is chit-chat
     blobs: dict[str, str]  # entry id -> its questions and answers, case-folded (to check names against)
     knn_vecs: dict[str, np.ndarray]  # label -> example vectors (FAQ chit-chat variants count as chit-chat examples)
+    background: Background | None = None  # word rarity and unrelated messages, for knowledge-base evidence
     fingerprint: tuple = ()
 
 
@@ -512,8 +539,8 @@ class Router:
 
     ``faq`` is a path to an FAQ file, a sequence of entries, or ``None`` for the user's copy in ``settings.kb_dir``
     (falling back to the shipped defaults). A file is re-read when it changes (checked at most every
-    ``check_interval_s`` seconds during ``classify``); ``kb_score(message)`` returns the best dense cosine of the
-    knowledge base for the message, or ``None`` when it is empty.
+    ``check_interval_s`` seconds during ``classify``). ``classify(..., kbs=...)`` judges the message against the
+    knowledge bases it will be asked of (statistics cached per knowledge base until it changes).
     """
 
     def __init__(
@@ -521,7 +548,6 @@ class Router:
         embedder: Embedder,
         faq: Path | str | Sequence[FaqEntry] | None = None,
         settings: Settings | None = None,
-        kb_score: Callable[[str], float | None] | None = None,
         *,
         examples: Sequence[Example] | Path | str | None = None,
         thresholds: Thresholds | None = None,
@@ -529,7 +555,7 @@ class Router:
     ) -> None:
         self.settings = settings or Settings()
         self.embedder = embedder
-        self.kb_score = kb_score
+        self.evidence = EvidenceScorer()
         self.thresholds = thresholds or Thresholds()
         self.check_interval_s = check_interval_s
         if faq is None:
@@ -641,12 +667,22 @@ class Router:
         self.embedded_last_reload = embedded
         entry_vecs, example_vecs = vecs[: len(entry_texts)], vecs[len(entry_texts) :]
         knn: dict[str, list[np.ndarray]] = {label: [] for label in _KNN_LABELS}
+        null: list[tuple[str, str, np.ndarray]] = []  # unrelated messages: (text, language, vector)
         for ex, vec in zip(self._examples, example_vecs, strict=True):
             knn[ex.label].append(vec)
-        for (i, _), vec in zip(rows, entry_vecs, strict=True):
+            if ex.label != "rag":
+                null.append((ex.text, ex.lang, vec))
+        for (i, q), vec in zip(rows, entry_vecs, strict=True):
             if entries[i].kind in ("chitchat", "out_of_scope"):
                 knn[entries[i].kind].append(vec)
+                null.append((q, detect_lang(q), vec))
         dim = self.embedder.dim
+        background = Background.build(
+            entry_texts + example_texts,
+            [t for t, _, _ in null],
+            np.vstack([v for _, _, v in null]) if null else np.zeros((0, dim), np.float32),
+            [lang for _, lang, _ in null],
+        )
         return _Bank(
             entries=entries,
             by_id={e.id: e for e in entries},
@@ -655,19 +691,40 @@ class Router:
             chat_rows=np.array([r for r, (i, _) in enumerate(rows) if entries[i].kind == "chitchat"], dtype=np.int64),
             blobs={e.id: _clean(" ".join((*e.questions, e.answer, e.answer_zh or ""))) for e in entries},
             knn_vecs={k: np.vstack(v) if v else np.zeros((0, dim), np.float32) for k, v in knn.items()},
+            background=background,
             fingerprint=fingerprint,
         )
 
     # ---- classification
 
-    def features(self, message: str) -> Features:
-        """Rule signals plus embedding similarities for ``message`` (one query embedding unless a rule decides)."""
+    def query(self, message: str | Query) -> Query:
+        """The message as routing and retrieval see it: a leading greeting removed, its language, and its query
+        embedding (computed here, once; reused when ``message`` already carries it for the same text). A message a
+        rule decides (a bare greeting, thanks, "ok") gets no embedding."""
+        given = message if isinstance(message, Query) else None
+        text = given.text if given else message
+        sig = text_signals(text, given.language if given else None)
+        vector = given.vector if given is not None and given.text == sig.text else None
+        if vector is None and not sig.rule:
+            vector = np.asarray(self.embedder.query(sig.text), dtype=np.float32)
+        return Query(sig.text, sig.lang, vector)
+
+    def features(
+        self, message: str | Query, kbs: Sequence[SearchableKb] | None = None, query: Query | None = None
+    ) -> Features:
+        """Rule signals, embedding similarities and (with ``kbs``) knowledge-base evidence for ``message``.
+
+        ``query``: the message's ``Query`` from ``self.query`` (built when not given: one query embedding unless a
+        rule decides)."""
         self._maybe_reload()
         bank = self._ensure()
-        sig = text_signals(message)
+        text = message.text if isinstance(message, Query) else message
+        sig = text_signals(text, message.language if isinstance(message, Query) else None)
         if sig.rule:
             return Features(sig.text, sig.lang, rule=sig.rule)
-        q = np.asarray(self.embedder.query(_head(sig.text, sig.lang)), dtype=np.float32)
+        query = query or self.query(message)
+        q = query.vector
+        assert q is not None
         k = max(1, self.thresholds.k)
         class_sims, class_max = {}, {}
         for label, mat in bank.knn_vecs.items():
@@ -689,6 +746,9 @@ class Router:
         # A marker the matched entry never mentions (Costco, 2023, 公司) means the message is about the documents.
         blob = bank.blobs.get(entry_id or "", "")
         specific = any(marker not in blob for marker in sig.markers)
+        evidence = None
+        if kbs is not None and bank.background is not None:
+            evidence = self.evidence.evidence(kbs, sig.text, q, sig.lang, bank.background)
         return Features(
             text=sig.text,
             lang=sig.lang,
@@ -703,25 +763,25 @@ class Router:
             chat_entry_id=chat_entry,
             class_sims=class_sims,
             class_max=class_max,
+            kb=evidence,
         )
 
-    def classify(self, message: str, kb_score: Callable[[str], float | None] | None = None) -> Route:
-        """Route one message. Never calls an LLM.
+    def classify(self, message: str | Query, kbs: Sequence[SearchableKb] | None = None) -> Route:
+        """Route one message (a string, or a ``Query`` whose embedding is reused). Never calls an LLM.
 
-        ``kb_score`` (default: the one given to the constructor) is called at most once, and only to overturn a
-        chit-chat or out-of-scope verdict reached by similarity (not by a rule) into ``rag``.
+        ``kbs``: the knowledge bases the question would be asked of (the shared one and the session's uploads);
+        without them the decision uses the message alone. ``Route.query`` carries the message's text, language and
+        query embedding on to retrieval.
         """
-        f = self.features(message)
+        query = self.query(message)
+        f = self.features(query, kbs, query)
         label, score, entry_id, reason = decide(f, self.thresholds)
-        kb_score = kb_score or self.kb_score
-        if kb_score is not None and safety_net_applies(label, reason):
-            kb = kb_score(f.text)
-            if kb is not None and kb >= self.thresholds.kb_strong:
-                log.info("route safety net: %r looks like chit-chat but matches the knowledge base (%.3f)", message, kb)
-                return Route("rag", float(kb), lang=f.lang, reason="safety_net")
+        detail = _detail(reason, f)
+        log.info("route %s (%s) for %r: %s", label, reason, query.text[:80], detail)
         if label == "rag":
-            return Route("rag", score, lang=f.lang, reason=reason)
-        return Route(label, score, self._reply(entry_id, label, f.lang), entry_id, f.lang, reason)
+            return Route("rag", score, lang=f.lang, reason=reason, detail=detail, query=query)
+        reply = self._reply(entry_id, label, f.lang)
+        return Route(label, score, reply, entry_id, f.lang, reason, detail, query)
 
     def _reply(self, entry_id: str | None, label: str, lang: str) -> str:
         bank = self._ensure()
@@ -735,6 +795,38 @@ class Router:
         key = entry_id if entry_id in _FALLBACK else ("out_of_scope" if label == "out_of_scope" else "smalltalk")
         en, zh = _FALLBACK[key]
         return zh if lang == "zh" else en
+
+
+_RULES = {
+    "greeting": "a greeting",
+    "thanks": "thanks",
+    "goodbye": "a goodbye",
+    "smalltalk": "a short acknowledgement",
+    "empty": "an empty message",
+    "code": "asks for code",
+    "task": "asks for another task (translate, book, play, draw, arithmetic)",
+}
+
+
+def _detail(reason: str, f: Features) -> str:
+    """The evidence behind ``reason`` in one line."""
+    if reason.startswith("rule:"):
+        return _RULES.get(reason[5:], reason[5:])
+    sims = ", ".join(f"{k} {v:.3f}" for k, v in sorted(f.class_sims.items()))
+    evidence = f"; knowledge base: {f.kb.describe()}" if f.kb is not None else ""
+    if reason == "faq":
+        return f"close to the FAQ entry {f.entry_id!r} (cosine {f.entry_sim:.3f}){evidence}"
+    if reason == "vocabulary":
+        return f"ESG / finance vocabulary or a reference to a document{evidence}"
+    if reason == "followup":
+        return f"a follow-up to the conversation{evidence}"
+    if reason == "kb:lexical":
+        return f"shares rare words with the knowledge base, {f.kb.describe() if f.kb else ''}"
+    if reason == "kb:dense":
+        return f"much closer to the knowledge base than unrelated messages, {f.kb.describe() if f.kb else ''}"
+    if reason == "kb:none":
+        return f"no ESG vocabulary and nothing near it in the knowledge base ({f.kb.describe() if f.kb else ''})"
+    return f"nearest examples by label: {sims}{evidence}"
 
 
 def _replace_fingerprint(bank: _Bank, fingerprint: tuple) -> _Bank:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def format_clock(seconds: float) -> str:
@@ -212,6 +216,21 @@ class Answer:
     standalone_question: str = ""
     checks: tuple[Checked, ...] = ()
     removed: tuple[Removed, ...] = ()
+    route_reason: str = ""  # why the router chose ``route`` (e.g. "kb:lexical: shares rare words ... : americans")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One user message as the router, retrieval and the prompt see it, built once per message.
+
+    ``text`` is the message (a leading greeting removed by the router), ``language`` is ``en`` or ``zh`` (detected
+    once), ``vector`` is the query embedding of ``text`` (``None`` until the router embedded it, and for messages a
+    rule decided without one). Equality compares text and language only.
+    """
+
+    text: str
+    language: str = "en"
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

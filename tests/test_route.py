@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from rag.faq import DEFAULT_FAQ_PATH, FaqEntry, FaqError, load_faq, normalize_question, save_faq
+from rag.kb_evidence import KbEvidence
 from rag.route import (
     DEFAULT_INTENTS_PATH,
     LABELS,
     Router,
-    Thresholds,
+    decide,
     detect_lang,
     load_examples,
     text_signals,
@@ -158,54 +159,78 @@ def test_greeting_rules_need_no_embedding(embedder, settings):
     assert counting.queries == ["What is Scope 3?"]  # exactly one query embedding per message
 
 
-# ---------------------------------------------------------------- the safety net
+# ---------------------------------------------------------------- the knowledge base in view (decision logic)
+# Real knowledge bases and a real upload are in tests/test_routing_kb.py; these check the decision on given evidence.
 
 
-class Scorer:
-    def __init__(self, value: float | None) -> None:
-        self.value, self.calls = value, []
+def _evidence(lexical=0.0, typical=0.0, coverage=0.0, z=None, chunks=10) -> KbEvidence:
+    return KbEvidence(
+        chunks,
+        lexical,
+        typical,
+        coverage,
+        ("word",) if lexical else (),
+        0.8 if z is not None else None,
+        0.78 if z is not None else None,
+        z,
+    )
 
-    def __call__(self, message: str) -> float | None:
-        self.calls.append(message)
-        return self.value
 
-
-def test_safety_net_sends_chitchat_that_matches_the_knowledge_base_to_rag(router):
+def test_knowledge_base_evidence_sends_chitchat_about_the_documents_to_rag(router):
     message = "how is your day going so far"
-    assert router.classify(message).label == "chitchat"
-    strong = Scorer(router.thresholds.kb_strong + 0.01)
-    route = router.classify(message, kb_score=strong)
-    assert route.label == "rag" and route.reason == "safety_net" and strong.calls == [message]
-    weak = Scorer(router.thresholds.kb_strong - 0.05)
-    assert router.classify(message, kb_score=weak).label == "chitchat" and weak.calls == [message]
-    assert router.classify(message, kb_score=Scorer(None)).label == "chitchat"  # empty knowledge base
+    f = router.features(message)
+    assert decide(f, router.thresholds)[0] == "chitchat"
+    t = router.thresholds
+    lexical = dataclasses.replace(f, kb=_evidence(t.kb_lexical + 0.5, 0.0, 0.6, z=0.0))
+    assert decide(lexical, t)[0] == "rag" and decide(lexical, t)[3] == "kb:lexical"
+    dense = dataclasses.replace(f, kb=_evidence(z=t.kb_dense_z + 0.1))
+    assert decide(dense, t)[3] == "kb:dense"
+    # Rare words that beat unrelated messages by too little, or make up too little of the message, are not enough.
+    assert (
+        decide(dataclasses.replace(f, kb=_evidence(t.kb_lexical + 0.5, t.kb_lexical + 0.4, 0.6, z=0.0)), t)[0]
+        == "chitchat"
+    )
+    assert (
+        decide(dataclasses.replace(f, kb=_evidence(t.kb_lexical + 0.5, 0.0, t.kb_coverage / 2, z=0.0)), t)[0]
+        == "chitchat"
+    )
+    assert decide(dataclasses.replace(f, kb=_evidence(z=t.kb_dense_z - 0.5)), t)[0] == "chitchat"
 
 
-def test_safety_net_is_not_asked_for_rules_or_knowledge_questions(router):
-    scorer = Scorer(0.99)
-    assert router.classify("hello", kb_score=scorer).label == "chitchat"
-    assert router.classify("write me a bash script", kb_score=scorer).label == "out_of_scope"
-    assert router.classify("What is Costco's 2030 target?", kb_score=scorer).label == "rag"
-    assert router.classify("What is Scope 3?", kb_score=scorer).label == "faq"  # the FAQ answer stands
-    assert scorer.calls == []
+def test_knowledge_base_evidence_never_overrides_rules_exact_faq_or_vocabulary(router):
+    t = router.thresholds
+    strong = _evidence(5.0, 0.0, 1.0, z=9.0)
+    for message, label in (
+        ("hello", "chitchat"),
+        ("write me a bash script", "out_of_scope"),
+        ("What is Scope 3?", "faq"),
+    ):
+        f = dataclasses.replace(router.features(message), kb=strong)
+        assert decide(f, t)[0] == label, message
+    # ... and no evidence never sends an ESG question away, even from an empty knowledge base.
+    f = router.features("What is Costco's 2030 target?")
+    for kb in (_evidence(z=-3.0), _evidence(chunks=0)):
+        assert decide(dataclasses.replace(f, kb=kb), t)[0] == "rag"
 
 
-def test_safety_net_from_the_constructor_and_with_real_passages(embedder, settings, testdata):
-    """A real knowledge-base score: best cosine of the message against real report passages."""
-    import pypdf
+def test_no_evidence_sends_world_knowledge_away_only_when_the_neighbours_are_unsure(router):
+    t = router.thresholds
+    f = router.features("Who won the football World Cup in 2022?")
+    assert decide(f, t)[0] == "rag"  # the message alone: the neighbours lean to rag
+    label, _, _, reason = decide(dataclasses.replace(f, kb=_evidence(z=-1.5)), t)
+    assert (label, reason) == ("out_of_scope", "kb:none")
+    assert decide(dataclasses.replace(f, kb=_evidence(chunks=0)), t)[0] == "out_of_scope"  # empty knowledge base
+    assert decide(dataclasses.replace(f, kb=_evidence(z=t.kb_none_z + 0.5)), t)[0] == "rag"  # something is near
+    sure = dataclasses.replace(f, class_sims={**f.class_sims, "rag": max(f.class_sims.values()) + t.kb_none_lead})
+    assert decide(dataclasses.replace(sure, kb=_evidence(z=-1.5)), t)[0] == "rag"
 
-    reader = pypdf.PdfReader(testdata / "esg_pdfs" / "climretrieve_costco_climate_action_plan.pdf")
-    pages = [" ".join((p.extract_text() or "").split())[:1500] for p in reader.pages]
-    vecs = embedder.passages([p for p in pages if len(p) > 100])
 
-    def kb_score(message: str) -> float:
-        return float(np.max(vecs @ embedder.query(message)))
-
-    # A router that sends every message without ESG vocabulary to chit-chat, so only the net can rescue it.
-    weak = Router(embedder, settings=settings, kb_score=kb_score, thresholds=Thresholds(away_margin=-1.0))
-    assert weak.features("Costco climate action plan").knowledge is False
-    assert weak.classify("Costco climate action plan").label == "rag"
-    assert weak.classify("how's your weekend going").label == "chitchat"
+def test_route_explains_itself(router):
+    route = router.classify("hello")
+    assert route.reason == "rule:greeting" and route.explanation == "rule:greeting: a greeting"
+    route = router.classify("What were Costco's emissions in 2022?")
+    assert route.label == "rag" and route.explanation.startswith("vocabulary: ")
+    assert route.query is not None and route.query.vector is not None and route.query.language == "en"
 
 
 # ---------------------------------------------------------------- FAQ reload and editing
