@@ -127,6 +127,7 @@ def test_split_to_fit_prefers_sentence_then_clause_then_words():
 
     clause_sentence = ", ".join(_words(15, f"c{i}x") for i in range(6)) + "."
     pieces = split_to_fit(clause_sentence, 80, approx_tokens)
+    assert len(pieces) > 1 and _squash(" ".join(pieces)) == _squash(clause_sentence)
     assert all(approx_tokens(p) <= 80 for p in pieces)
     assert all(p.endswith((",", ".")) for p in pieces)
 
