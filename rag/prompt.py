@@ -345,6 +345,10 @@ def clean_rewrite(raw: str, question: str, history: Sequence[tuple[str, str]] = 
         or is_refusal(text)
         or lost
         or norm(text) in earlier | {norm(_REWRITE_EXAMPLE)}
+        # Only follow-ups reach the rewrite (rag.followup): one returned unchanged, or in another language, was not
+        # resolved ("范围2呢？" -> "What is Samsung's range 2 emissions?").
+        or (history and norm(text) == norm(question))
+        or detect_language(text) != detect_language(question)
     ):
         if history and norm(question) not in earlier:
             terms = context_terms(history[-1][0])

@@ -117,3 +117,19 @@ def test_a_bad_history_file_names_the_problem(tmp_path, content, message):
 def test_a_missing_history_file_is_a_clear_error(tmp_path):
     with pytest.raises(RagError, match="cannot read the history file"):
         load_history(tmp_path / "nope.json")
+
+
+def test_a_rewrite_that_changed_nothing_or_switched_language_falls_back_to_the_context_form():
+    from rag.prompt import clean_rewrite
+
+    history = [("三星电子2023年的范围1排放是多少？", "约120万吨 [1]。")]
+    # The model answered in English: the Chinese follow-up keeps its language and gains the earlier question.
+    assert clean_rewrite("What is Samsung's range 2 emissions?", "范围2呢？", history) == (
+        "范围2呢？ (三星电子2023年的范围1排放是多少？)"
+    )
+    english = [("What was SUEZ's gender equality index score in 2023?", "83.6 [1].")]
+    assert clean_rewrite("What is the target for 2027?", "What is the target for 2027?", english) == (
+        "What is the target for 2027? (SUEZ, 2023)"
+    )
+    # A real rewrite in the question's language is kept.
+    assert clean_rewrite("三星电子2023年的范围2排放是多少？", "范围2呢？", history) == "三星电子2023年的范围2排放是多少？"
