@@ -132,4 +132,5 @@ def test_a_rewrite_that_changed_nothing_or_switched_language_falls_back_to_the_c
         "What is the target for 2027? (SUEZ, 2023)"
     )
     # A real rewrite in the question's language is kept.
-    assert clean_rewrite("三星电子2023年的范围2排放是多少？", "范围2呢？", history) == "三星电子2023年的范围2排放是多少？"
+    resolved = "三星电子2023年的范围2排放是多少？"
+    assert clean_rewrite(resolved, "范围2呢？", history) == resolved
