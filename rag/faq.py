@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import ConfigError
+from rag.fsio import atomic_write
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def ensure_user_faq(settings: Settings) -> Path:
     """The user's editable FAQ, created from the shipped defaults on first use (atomically)."""
     user = user_faq_path(settings)
     if not user.is_file():
-        _atomic_write(user, DEFAULT_FAQ_PATH.read_text(encoding="utf-8"))
+        atomic_write(user, DEFAULT_FAQ_PATH.read_text(encoding="utf-8"))
         log.info("created the editable FAQ %s from the defaults", user)
     return user
 
@@ -230,19 +229,5 @@ def load_faq(path: Path | str) -> list[FaqEntry]:
 def save_faq(path: Path | str, entries: Sequence[FaqEntry]) -> None:
     """Validate ``entries`` and write them to ``path`` atomically (temp file + rename); bad input changes nothing."""
     path = Path(path)
-    _atomic_write(path, dumps_faq(entries))
+    atomic_write(path, dumps_faq(entries))
     log.info("saved %d FAQ entries to %s", len(entries), path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from rag.errors import ModelError
+from rag.fsio import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +34,18 @@ def assemble_file(parts: Sequence[Path], dest: Path, size: int | None = None, sh
     missing = [str(p) for p in parts if not Path(p).is_file()]
     if missing:
         raise ModelError(f"model parts missing: {', '.join(missing)} (reinstall requirements.txt)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
     written = 0
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    while block := src.read(_BUF):
-                        out.write(block)
-                        h.update(block)
-                        written += len(block)
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_file(dest, "wb") as out:  # a failed check below leaves no file behind
+        for part in parts:
+            with open(part, "rb") as src:
+                while block := src.read(_BUF):
+                    out.write(block)
+                    h.update(block)
+                    written += len(block)
         if size is not None and written != size:
             raise ModelError(f"assembled {dest.name} has {written} bytes, expected {size}")
         if sha256 is not None and h.hexdigest() != sha256:
             raise ModelError(f"assembled {dest.name} has sha256 {h.hexdigest()}, expected {sha256}")
-        os.replace(tmp, dest)
-        log.info("assembled %s (%d bytes) from %d parts", dest, written, len(parts))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    log.info("assembled %s (%d bytes) from %d parts", dest, written, len(parts))
     return dest

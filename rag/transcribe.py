@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import re
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from rag.errors import ConfigError, ModelError, NoText
+from rag.fsio import atomic_copy
 from rag.media import SAMPLE_RATE, load_audio, probe
 from rag.models import assemble_file
 from rag.types import Segment
@@ -140,16 +138,7 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         raise ModelError(f"bundled Whisper file missing: {src} (reinstall requirements.txt)")
     if dest.is_file() and dest.stat().st_size == src.stat().st_size:
         return
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_copy(src, dest)
 
 
 def resolve_model_dir(model: str, model_cache: Path) -> Path:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from rag.chunk import key_line
 from rag.errors import ConfigError
+from rag.fsio import atomic_write
 from rag.text import FULLWIDTH, HAN, ends_sentence
 from rag.transcribe import Progress, Transcriber, Transcript
 from rag.types import Chunk, DocMeta, Segment, Source
@@ -183,18 +182,8 @@ class TranscriptCache:
 
     def put(self, sha256: str, transcript: Transcript) -> Path:
         path = self._path(sha256)
-        self.directory.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(transcript_to_dict(transcript), ensure_ascii=False, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(payload)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, payload)
         return path
 
     def delete(self, sha256: str) -> None:
