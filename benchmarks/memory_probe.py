@@ -5,15 +5,15 @@
         [--tracemalloc] [--no-trim] [--kb DIR]
 
 Answers the load benchmark's questions back to back with the bundled small LLM over the two sample PDFs, all in
-this one process, so its memory can be read from inside. ``--gradio``: the app's own UI (``app.build_ui``, queue
+this one process, so its memory can be read from inside. ``--gradio``: the app's own UI (``ui.layout.build_ui``, queue
 and concurrency as ``app.main`` sets them) served on loopback, with ``--users`` ``gradio_client`` sessions asking
 from a child process as ``benchmarks/load.py`` does; answers are counted where the app releases memory after each.
-Without it, the core alone (``app.Controller.ask``, no HTTP): ``--users`` users, each with its own session,
+Without it, the core alone (``ui.controller.Controller.ask``, no HTTP): ``--users`` users, each with its own session,
 ``--concurrency`` of them answering at once (the app's chat limit); with ``--steps anyio`` every step of an
 answer's generator runs on anyio's worker threads exactly as Gradio runs a sync generator, so consecutive steps land
 on different threads; with ``--steps same`` each answer runs on one thread. ``--sessions each`` gives every answer a
 new session. After every answer the app's ``release_memory`` (glibc ``malloc_trim``) runs, as in the app, unless
-``--no-trim``. ``--malloc app`` (default) first calls ``app.configure_malloc()`` as ``app.main`` does; ``glibc``
+``--no-trim``. ``--malloc app`` (default) first calls ``ui.server.configure_malloc()`` as ``app.main`` does; ``glibc``
 leaves glibc's allocator at its defaults, as the app was before.
 
 Every ``--every`` answers it prints: answers, seconds, resident memory (``/proc/self/smaps_rollup``: Rss and
@@ -175,7 +175,7 @@ def main() -> None:
         "--malloc",
         choices=("app", "glibc"),
         default="app",
-        help="app: app.configure_malloc() first, as app.main does; glibc: glibc's defaults (the app before it)",
+        help="app: ui.server.configure_malloc() first, as app.main does; glibc: glibc's defaults (the app before it)",
     )
     ap.add_argument("--kb", type=Path, help="knowledge base folder (built from the sample PDFs when missing)")
     args = ap.parse_args()
@@ -193,20 +193,21 @@ def run(args: argparse.Namespace, kb: Path) -> None:
     import anyio
     import anyio.to_thread
 
-    import app
     from rag.assistant import Assistant
     from rag.settings import Settings
     from rag.types import Scope
+    from ui import server
+    from ui.controller import Controller
 
-    if args.malloc == "app" and not app.configure_malloc():
-        raise SystemExit("app.configure_malloc() had no effect (not glibc?)")
+    if args.malloc == "app" and not server.configure_malloc():
+        raise SystemExit("ui.server.configure_malloc() had no effect (not glibc?)")
     settings = Settings.from_env(kb_dir=kb, llm="small", threads=2, admin_token="probe-admin")
-    ctl = app.Controller(Assistant(settings))
+    ctl = Controller(Assistant(settings))
     print(f"Date {today()}; machine: {machine()}; command: python benchmarks/memory_probe.py {' '.join(sys.argv[1:])}")
     warm = ctl.new_session()
     for _ in ctl.ask(QUESTIONS[0], warm, Scope()):  # load the models, so the first checkpoint is after warm-up
         pass
-    app.release_memory()
+    server.release_memory()
     COLLECT[0] = not args.no_gc
     if args.tracemalloc:
         tracemalloc.start(8)
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace, kb: Path) -> None:
     done = [0]
     lock = threading.Lock()
 
-    release = app.release_memory
+    release = server.release_memory
 
     def finished() -> None:
         if not args.no_trim:
@@ -259,7 +260,7 @@ def run(args: argparse.Namespace, kb: Path) -> None:
                 await anyio.to_thread.run_sync(finished)
 
     if args.gradio:
-        serve(args, ctl, app, finished, done)
+        serve(args, ctl, server, finished, done)
     elif args.steps == "same":
         pool = [threading.Thread(target=user_thread, args=(i,)) for i in range(args.concurrency)]
         for th in pool:
@@ -295,15 +296,16 @@ def run(args: argparse.Namespace, kb: Path) -> None:
             print(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {stat.traceback[0]}")
 
 
-def serve(args: argparse.Namespace, ctl, app, finished, done: list[int]) -> None:
+def serve(args: argparse.Namespace, ctl, server, finished, done: list[int]) -> None:
     """The app's UI served on loopback from this process; ``--users`` gradio_client users in a child process ask
     until ``--answers`` answers are done. Answers are counted where the app releases memory after each one."""
     import subprocess
 
     from benchmarks.servers import free_port
+    from ui.layout import build_ui
 
-    app.release_memory = finished  # stream_answer calls it once per answer, finished or not
-    demo = app.build_ui(ctl.assistant, ctl.media_dir)
+    server.release_memory = finished  # stream_answer calls it once per answer, finished or not
+    demo = build_ui(ctl.assistant, ctl.media_dir)
     port = free_port()
     s = ctl.settings
     demo.queue(max_size=s.queue_size, default_concurrency_limit=s.concurrency).launch(

@@ -1,6 +1,7 @@
 """The one place where backends are wired: settings -> embedder, knowledge bases, LLM, transcriber, router, chain.
 
-``app.py`` and the CLI talk only to ``Assistant``. Nothing loads at construction; each model loads on first use.
+The web app (``ui/``) and the CLI talk only to ``Assistant``. Nothing loads at construction; each model loads on first
+use.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.embed import Embedder, make_embedder
-from rag.errors import RebuildNeeded
-from rag.index import KnowledgeBase
+from rag.errors import RagError, RebuildNeeded
+from rag.index import MANIFEST, KnowledgeBase
 from rag.ingest import Ingestor, Progress, rebuild
 from rag.retrieve import HybridRetriever
 from rag.settings import Settings
 from rag.types import Answer, Document, Event, IngestResult, Query, Retrieval, Scope, Segment
 
 log = logging.getLogger(__name__)
+
+SUBTITLE_FORMATS = ("srt", "vtt")
 
 
 @dataclass
@@ -29,6 +32,23 @@ class Session:
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     kb: KnowledgeBase | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A finished evaluation run, in plain values for the app (``Assistant.evaluate``)."""
+
+    source: str  # the QA file's name as shown to the user
+    total: int  # questions in the QA file
+    asked: int  # questions run (the first ``limit`` of them)
+    evaluated: int  # questions with a result, answered now or reused
+    reused: int  # results reused from an earlier run
+    failed: int  # questions whose pipeline raised an error (noted in the report)
+    skipped: int  # questions skipped because their document is not in the knowledge base
+    missing_docs: tuple[str, ...]  # the documents those questions name
+    seconds: float  # wall time of the run
+    report: Path  # report.md
+    charts: tuple[Path, ...]  # PNG charts beside it
 
 
 class Assistant:
@@ -197,6 +217,23 @@ class Assistant:
             self._kb = None
         return results
 
+    def has_knowledge_base(self) -> bool:
+        """True when a knowledge base was ever saved in ``kb_dir`` (even one since emptied): the app then builds no
+        sample knowledge base on start."""
+        return (self.settings.kb_dir / MANIFEST).exists()
+
+    def subtitles(self, name: str, fmt: str = "srt", session: Session | None = None) -> str:
+        """A media document's transcript as subtitles: ``fmt`` ``srt`` (SubRip) or ``vtt`` (WebVTT), times from
+        ``segments``. Raises ``RagError`` when the document has no transcript (a PDF, or an unknown name)."""
+        from rag.transcript import to_srt, to_vtt
+
+        if fmt not in SUBTITLE_FORMATS:
+            raise RagError(f"subtitle format must be one of {', '.join(SUBTITLE_FORMATS)}, got {fmt!r}")
+        segments = self.segments(name, session)
+        if not segments:
+            raise RagError(f"no transcript for {name!r}")
+        return to_srt(segments) if fmt == "srt" else to_vtt(segments)
+
     def kb_status(self) -> str | None:
         """``None`` when the knowledge base is usable, else the one-line reason it must be rebuilt."""
         try:
@@ -255,3 +292,69 @@ class Assistant:
                 final = event.answer
         assert final is not None
         return final
+
+    # ------------------------------------------------------------------ evaluation (the app's Evaluation tab)
+    @staticmethod
+    def eval_sample_size() -> int:
+        """Questions in the bundled sample QA set (0 when it is missing)."""
+        from rag.evaluate import SAMPLE_QA_PATH
+
+        try:
+            return sum(1 for line in SAMPLE_QA_PATH.read_text(encoding="utf-8").splitlines() if line.strip())
+        except OSError:
+            return 0
+
+    def evaluate(
+        self,
+        qa_file: Path | None,
+        out_dir: Path,
+        cache_dir: Path,
+        *,
+        mode: str = "hybrid",
+        judge: str = "same",
+        limit: int | None = None,
+        progress: Progress | None = None,
+        session: Session | None = None,
+    ) -> Evaluation:
+        """Score this assistant, with its own models, on a QA file (JSON lines; ``None`` = the bundled sample set)
+        over the knowledge base ``session`` sees (shared plus its private uploads).
+
+        ``mode``: retrieval mode scored (``hybrid``, ``dense``, ``bm25``); ``judge``: ``same`` (this model) or
+        ``none`` (deterministic checks only); ``limit``: run only the first questions (0/None = all). Finished
+        questions are cached in ``cache_dir`` and reused while nothing that changes their answer has changed;
+        ``out_dir`` receives report.md and its PNG charts. ``progress(fraction, message)`` is called before each
+        question; an exception it raises ends the run. Raises ``RagError`` for a bad QA file, an unknown mode or an
+        empty knowledge base.
+        """
+        from rag.evaluate import SAMPLE_QA_PATH, EvalConfig, load_qa, run_eval, write_report
+
+        config = EvalConfig(mode)  # validates the mode
+        if qa_file:
+            path, source = Path(qa_file), Path(qa_file).name
+        else:
+            path, source = SAMPLE_QA_PATH, f"{SAMPLE_QA_PATH.name} (bundled sample)"
+        rows = load_qa(path, source)
+        known = {d.name for d in self.documents(session)}
+        if not known:
+            raise RagError("the knowledge base is empty: add documents before evaluating")
+        total = len(rows)
+        if limit and limit > 0:
+            rows = rows[:limit]
+        missing = tuple(sorted({r.doc for r in rows if r.doc and r.doc not in known}))
+        report = run_eval(
+            self, rows, cache_dir, progress, config=config, judge_llm=judge, qa_source=source, session=session
+        )
+        report_md, charts = write_report(report, out_dir)
+        return Evaluation(
+            source=source,
+            total=total,
+            asked=len(rows),
+            evaluated=len(report.results),
+            reused=report.reused,
+            failed=sum(1 for r in report.results if r.error),
+            skipped=len(report.skipped),
+            missing_docs=missing,
+            seconds=report.seconds,
+            report=report_md,
+            charts=tuple(charts),
+        )

@@ -65,8 +65,8 @@ def sample_kb(tmp_path_factory, embedder) -> Path:
 def make_app(tmp_path, embedder, request):
     """Build (assistant, demo, controller) over ``tmp_path / "kb"``: empty, or with ``samples=True`` a copy of
     ``sample_kb`` (ingested only when a test asks for it); ``llm`` and settings overridable."""
-    import app
     from rag.assistant import Assistant
+    from ui.layout import build_ui
 
     def build(llm=None, samples: bool = False, **overrides):
         kb = tmp_path / "kb"
@@ -74,7 +74,7 @@ def make_app(tmp_path, embedder, request):
             shutil.copytree(request.getfixturevalue("sample_kb"), kb)
         settings = Settings.from_env(environ={}, kb_dir=kb, model_cache=Settings().model_cache).replace(**overrides)
         assistant = Assistant(settings, embedder=embedder, llm=llm)
-        demo = app.build_ui(assistant, media_dir=tmp_path / "media")
+        demo = build_ui(assistant, media_dir=tmp_path / "media")
         return assistant, demo, demo.controller
 
     return build

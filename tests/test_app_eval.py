@@ -13,10 +13,12 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-import app
 from rag.evaluate import SAMPLE_QA_PATH, load_qa
 from rag.llm import ScriptedLLM
 from tests.test_evaluate import scripted  # answers with the Scope 1 figure, declines nothing
+from ui import evaluation
+from ui.i18n import t
+from ui.render import report_for_display
 
 ROOT = Path(__file__).resolve().parent.parent
 EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
@@ -98,7 +100,7 @@ def test_sample_set_runs_with_progress_report_charts_and_downloads(make_app):
     # The run's own folder is outside the one Gradio serves by path (the answer cache may quote private documents).
     first = ui.eval_out
     assert (first / "report.md").is_file() and not first.resolve().is_relative_to(ctl.media_dir)
-    assert not ctl.eval_root.resolve().is_relative_to(ctl.media_dir)
+    assert not demo.evaluator.root.resolve().is_relative_to(ctl.media_dir)
 
     # A second run reuses every finished question: no LLM call, and the earlier report folder is cleaned up.
     calls = len(llm.calls)
@@ -110,7 +112,7 @@ def test_sample_set_runs_with_progress_report_charts_and_downloads(make_app):
 def test_private_uploads_are_evaluated_and_unknown_documents_skipped(make_app, tmp_path, monkeypatch):
     """Shared mode: a visitor's private upload is part of what they evaluate; a question about a document they
     don't have is skipped with a clear warning; a visitor runs at most EVAL_MAX_QUESTIONS questions."""
-    monkeypatch.setattr(app, "EVAL_MAX_QUESTIONS", 3)
+    monkeypatch.setattr(evaluation, "EVAL_MAX_QUESTIONS", 3)
     _, demo, ctl = make_app(llm=ScriptedLLM(scripted), admin_token="s3cret")
     visitor, other = ctl.new_session(), ctl.new_session()
     upload = tmp_path / "up" / EN_PDF.name
@@ -174,10 +176,10 @@ def test_stop_keeps_finished_questions_and_a_rerun_continues(make_app):
 
     def press_stop(calls: int) -> None:
         if calls == 4:  # question 2 is being judged: it finishes, question 3 never starts
-            assert handler(demo, "on_eval_stop")(ui) == app.t("en", "eval_stopped")
+            assert handler(demo, "on_eval_stop")(ui) == t("en", "eval_stopped")
 
     status, report, charts, files = on_eval(None, "hybrid", "none", 4, ui, progress=Recorder(then=press_stop))
-    assert status == app.t("en", "eval_stopped")
+    assert status == t("en", "eval_stopped")
     # Bare component instances are "no change" updates: the previous results stay on screen.
     assert isinstance(report, gr.Markdown) and isinstance(charts, gr.Gallery) and isinstance(files, gr.File)
     assert not report.value and not charts.value and not files.value
@@ -211,7 +213,7 @@ def test_report_display_is_inert():
         "| nw-01 | q | [click](http://evil.example/x) ![img](https://evil.example/a.png) <script>x</script> "
         "www.evil.example |\n"
     )
-    shown = app.report_for_display(md)
+    shown = report_for_display(md)
     assert "report_overall.png" not in shown and "# Evaluation report" in shown
     assert "<script>" not in shown and "&lt;script&gt;" in shown
     assert not re.search(r"(?<!\\)\[", shown) and not re.search(r"(?<!\\)\]\(", shown)

@@ -2,8 +2,11 @@
 
 The app builds its sample knowledge base on first start; the test then drops a real ESG report on the upload area
 (a genuine ``dragenter``/``dragover``/``drop`` sequence carrying a File built in the page), waits for indexing, asks
-a question, watches the answer stream in, checks the cited source and its page, and saves screenshots to
-``docs/screenshots/``. Debian's chromium and chromedriver are used; nothing is downloaded.
+a question, watches the answer stream in, checks the cited source and its page, and saves screenshots. Debian's
+chromium and chromedriver are used; nothing is downloaded.
+
+Screenshots go to ``tests/artifacts/screenshots/`` (git-ignored), so a test run never changes tracked files. To
+refresh the README's pictures, run it with ``ESG_SCREENSHOTS=docs/screenshots`` (a folder, relative to the repo).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from rag.settings import Settings
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = ROOT / os.environ.get("ESG_SCREENSHOTS", "tests/artifacts/screenshots")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DROPPED = "esg_pdfs/climretrieve_costco_climate_action_plan.pdf"

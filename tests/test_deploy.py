@@ -128,31 +128,32 @@ def test_explicit_data_dir_off_a_space_is_created(tmp_path):
 
 
 def test_footer_says_whether_storage_is_persistent(tmp_path):
-    import app
+    from ui.i18n import t
+    from ui.render import footer_text
 
     persistent = Storage("persistent", tmp_path / "kb", tmp_path / "c", root=Path("/data"))
-    assert "Storage: persistent (`/data`)" in app.footer_text("en", persistent)
-    assert "存储：持久" in app.footer_text("zh", persistent)
+    assert "Storage: persistent (`/data`)" in footer_text("en", persistent)
+    assert "存储：持久" in footer_text("zh", persistent)
     ephemeral = Storage("ephemeral", Path("knowledge_base"), tmp_path / "c")
-    assert "not persistent" in app.footer_text("en", ephemeral)
-    assert "非持久" in app.footer_text("zh", ephemeral)
-    assert "local folder `knowledge_base`" in app.footer_text("en", Storage("local", Path("knowledge_base"), tmp_path))
-    assert app.footer_text("en") == app.t("en", "footer")
+    assert "not persistent" in footer_text("en", ephemeral)
+    assert "非持久" in footer_text("zh", ephemeral)
+    assert "local folder `knowledge_base`" in footer_text("en", Storage("local", Path("knowledge_base"), tmp_path))
+    assert footer_text("en") == t("en", "footer")
 
 
 # ------------------------------------------------------------------------------------------------ shared mode
 def test_shared_mode_admin_adds_to_the_shared_kb_visitors_upload_privately(tmp_path, embedder):
     """With ESG_ADMIN_TOKEN set, a visitor's upload stays in their session; the admin's goes to the shared,
     persistent knowledge base, which another visitor and a restarted app both see."""
-    import app
     from rag.assistant import Assistant
+    from ui.controller import Controller
 
     data = tmp_path / "data"
     data.mkdir()
     env = {"SPACE_ID": "someone/esg", "ESG_DATA_DIR": str(data), "ESG_ADMIN_TOKEN": "s3cret-token"}
     settings, _ = deployment_settings(env)
     assert settings.admin_token == "s3cret-token"
-    ctl = app.Controller(Assistant(settings, embedder=embedder), media_dir=tmp_path / "media")
+    ctl = Controller(Assistant(settings, embedder=embedder), media_dir=tmp_path / "media")
     assert ctl.shared_mode
     visitor, admin, other = ctl.new_session(), ctl.new_session(), ctl.new_session()
 

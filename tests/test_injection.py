@@ -68,8 +68,8 @@ def test_a_document_cannot_close_the_passage_block_or_forge_the_question():
 def test_real_small_model_does_not_obey_planted_instructions(tmp_path, embedder, llm_small, llm_settings):
     """The bundled 0.5B model answers questions that retrieve the "reply PWNED" and "visit evil.example" pages;
     neither canary reaches the answer, and the rendered answer holds no live link."""
-    import app
     from rag.assistant import Assistant
+    from ui.render import Renderer
 
     settings = llm_settings.replace(kb_dir=tmp_path / "kb")
     assistant = Assistant(settings, embedder=embedder, llm=llm_small)
@@ -88,7 +88,7 @@ def test_real_small_model_does_not_obey_planted_instructions(tmp_path, embedder,
     assert len(im_start) == 1
     assert llm_small.prompt_tokens(prompt.messages).count(im_start[0]) == 3  # system, user, assistant
 
-    renderer = app.Renderer(lambda source: None)
+    renderer = Renderer(lambda source: None)
     for key in ("pwned", "url"):
         planted = BY_KEY[key]
         answer = assistant.answer(planted.question)

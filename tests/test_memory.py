@@ -2,9 +2,9 @@
 the operating system, and large blocks stay out of the worker threads' heaps.
 
 The soak (``python benchmarks/load.py --soak-minutes 10``) and ``benchmarks/memory_probe.py`` measure the effect
-on the running server (docs/bench/reliability.md); these tests check the mechanisms: ``app.release_memory`` really
-frees garbage in reference cycles and returns freed heap memory on glibc, the chat handler calls it once per answer,
-whether the answer finishes, fails or is abandoned, ``app.configure_malloc`` keeps large blocks in their own
+on the running server (docs/bench/reliability.md); these tests check the mechanisms: ``ui.server.release_memory`` really
+frees garbage in reference cycles and returns freed heap memory on glibc, the chat handler calls it once per
+answer, whether it finishes, fails or is abandoned, ``ui.server.configure_malloc`` keeps large blocks in their own
 mappings, and the soak's "flat" verdict.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import app
 from rag.llm import ScriptedLLM
+from ui import server
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "What were Northwind Metals' Scope 1 emissions in 2023?"
@@ -35,7 +35,7 @@ def releases(monkeypatch):
     """Records each ``release_memory`` call with the number of chat snapshots streamed before it."""
     calls: list[int] = []
     streamed = [0]
-    monkeypatch.setattr(app, "release_memory", lambda: calls.append(streamed[0]) or True)
+    monkeypatch.setattr(server, "release_memory", lambda: calls.append(streamed[0]) or True)
     return calls, streamed
 
 
@@ -90,7 +90,7 @@ def test_release_memory_frees_llama_samplers_left_in_reference_cycles():
         alive = weakref.ref(sampler)
         del sampler
         assert alive() is not None, "the sampler no longer references itself: this test shows nothing"
-        app.release_memory()
+        server.release_memory()
         assert alive() is None
     finally:
         if enabled:
@@ -108,7 +108,7 @@ def test_release_memory_returns_freed_heap_pages_to_the_os():
     code = textwrap.dedent(
         """
         import ctypes, threading
-        import app
+        from ui import server
 
         libc = ctypes.CDLL("libc.so.6")
         libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -134,7 +134,7 @@ def test_release_memory_returns_freed_heap_pages_to_the_os():
         t.start()
         t.join()
         held = rss_mb()
-        released = app.release_memory()
+        released = server.release_memory()
         print(f"{held:.0f} {rss_mb():.0f} {released}")
         """
     )
@@ -159,9 +159,9 @@ def test_configure_malloc_keeps_large_blocks_out_of_worker_threads_heaps():
     code = textwrap.dedent(
         """
         import ctypes, sys, threading
-        import app
+        from ui import server
 
-        configured = app.configure_malloc() if sys.argv[1] == "fixed" else None
+        configured = server.configure_malloc() if sys.argv[1] == "fixed" else None
 
         class Mallinfo2(ctypes.Structure):
             _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks "

@@ -231,13 +231,13 @@ def test_private_canary_upload_is_never_listed_retrieved_or_served_to_another_se
 def test_private_transcripts_of_two_sessions_never_share_a_file(tmp_path, embedder, whisper, audio_dir):
     """Two visitors privately upload different recordings with the same file name: each one's transcript
     download holds their own words, at a path that the name alone does not give away."""
-    import app
     from tests.fixtures_media import make_video
+    from ui.controller import Controller
 
     settings = Settings.from_env(
         environ={}, kb_dir=tmp_path / "kb", model_cache=Settings().model_cache, admin_token="t0ken"
     )
-    ctl = app.Controller(Assistant(settings, embedder=embedder, transcriber=whisper), media_dir=tmp_path / "media")
+    ctl = Controller(Assistant(settings, embedder=embedder, transcriber=whisper), media_dir=tmp_path / "media")
     a, b = ctl.new_session(), ctl.new_session()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -257,15 +257,15 @@ def test_private_transcripts_of_two_sessions_never_share_a_file(tmp_path, embedd
 
 def test_chat_history_is_per_session(tmp_path, embedder):
     """A follow-up in one session is never rewritten with another session's conversation."""
-    import app
     from rag.llm import ScriptedLLM
     from rag.types import Scope
+    from ui.controller import Controller
 
     llm = ScriptedLLM(lambda messages: "Scope 1 emissions were 388,500 tCO2e in 2023 [1].")
     settings = Settings.from_env(environ={}, kb_dir=tmp_path / "kb", model_cache=Settings().model_cache)
     assistant = Assistant(settings.replace(admin_token="t0ken"), embedder=embedder, llm=llm)
     assert all(r.ok for r in assistant.ingest([EN_PDF]))
-    ctl = app.Controller(assistant, media_dir=tmp_path / "media")
+    ctl = Controller(assistant, media_dir=tmp_path / "media")
     a, b = ctl.new_session(), ctl.new_session()
     first = "What were Northwind Metals' Scope 1 emissions in 2023 for project Bluebird?"
     list(ctl.ask(first, a, Scope()))
@@ -283,10 +283,10 @@ def test_chat_history_is_per_session(tmp_path, embedder):
 
 def test_upload_cache_is_cleaned_periodically(tmp_path, embedder):
     """Private uploads must not stay in Gradio's upload cache for the life of the server."""
-    import app
+    from ui.layout import build_ui
 
     settings = Settings.from_env(environ={}, kb_dir=tmp_path / "kb", model_cache=Settings().model_cache)
-    demo = app.build_ui(Assistant(settings, embedder=embedder), media_dir=tmp_path / "media")
+    demo = build_ui(Assistant(settings, embedder=embedder), media_dir=tmp_path / "media")
     assert demo.delete_cache is not None, "no delete_cache: uploads are kept until the server restarts"
     every_s, max_age_s = demo.delete_cache
     assert 0 < every_s <= 3600 and 0 < max_age_s <= 2 * 86400
