@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import shutil
 import tempfile
 import threading
 import urllib.parse
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from rag.assistant import Assistant, Session
 from rag.errors import RagError
+from rag.fsio import atomic_copy
 from rag.settings import Settings
 from rag.types import Answer, Document, Hit, IngestResult, Scope, format_clock
 from ui.i18n import t
@@ -193,10 +193,11 @@ class Controller:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 tmp = dest.with_name(f".{dest.name}.tmp")
                 try:
-                    os.link(src, tmp)
+                    os.link(src, tmp)  # a hard link costs no copy of a large video
+                    os.replace(tmp, dest)
                 except OSError:  # another file system: copy instead
-                    shutil.copyfile(src, tmp)
-                os.replace(tmp, dest)
+                    tmp.unlink(missing_ok=True)
+                    atomic_copy(src, dest)
         return "gradio_api/file=" + urllib.parse.quote(str(dest))
 
     def renderer_for(self, ui: UiSession) -> Renderer:
