@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import load_jsonl, machine, testdata, today
 from rag.media import SAMPLE_RATE, load_audio
 from rag.settings import Settings
+from rag.text import is_cjk_char
 from rag.transcribe import WhisperTranscriber
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +57,7 @@ def normalise(text: str) -> list[str]:
     out: list[str] = []
     word = ""
     for ch in text.lower():
-        if "\u3400" <= ch <= "\u9fff":
+        if is_cjk_char(ch):
             if word:
                 out.append(word)
                 word = ""

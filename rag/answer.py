@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
 
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
@@ -40,10 +39,7 @@ from rag.prompt import (
 )
 from rag.settings import Settings
 from rag.translate import QueryTranslator, fuse
-from rag.types import Answer, Event, Query, Retrieval, Scope
-
-if TYPE_CHECKING:
-    import numpy as np
+from rag.types import Answer, Event, Query, Retrieval, Retriever, Scope
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +59,6 @@ GATE_THRESHOLDS: dict[str, float] = {
     BUNDLED["small"].display: 0.0,
 }
 DEFAULT_GATE = 0.0
-
-
-class Retriever(Protocol):
-    def retrieve(
-        self, query: str, scope: Scope = Scope(), k: int | None = None, *, vector: np.ndarray | None = None
-    ) -> Retrieval: ...
 
 
 @dataclass(frozen=True)

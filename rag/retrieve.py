@@ -10,13 +10,13 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import numpy as np
 
 from rag.embed import Embedder
 from rag.index import KnowledgeBase
 from rag.settings import Settings
+from rag.text import has_cjk
 from rag.types import Chunk, Document, Hit, Retrieval, Scope
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,6 @@ _YEAR_SCOPE = re.compile(
 )
 
 
-class Retriever(Protocol):
-    def retrieve(
-        self, query: str, scope: Scope = Scope(), k: int | None = None, *, vector: np.ndarray | None = None
-    ) -> Retrieval: ...
-
-
 def _aliases(company: str) -> set[str]:
     low = company.lower().strip()
     names = {low}
@@ -93,7 +87,7 @@ def _aliases(company: str) -> set[str]:
 
 
 def _mentions(text: str, alias: str) -> bool:
-    if re.search(r"[\u4e00-\u9fff]", alias):
+    if has_cjk(alias):  # no word boundaries in CJK text
         return alias in text
     return re.search(rf"(?<![a-z0-9]){re.escape(alias)}(?![a-z0-9])", text) is not None
 

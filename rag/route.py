@@ -50,7 +50,7 @@ from rag.faq import DEFAULT_FAQ_PATH, FaqEntry, FaqError, load_faq, user_faq_pat
 from rag.fsio import atomic_file
 from rag.kb_evidence import Background, EvidenceScorer, KbEvidence, SearchableKb
 from rag.settings import Settings
-from rag.text import detect_language, is_cjk_char
+from rag.text import HAN, detect_language, is_cjk_char
 from rag.types import Query
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ _SPECIFIC_ZH = re.compile(
 _ZH_ENTITY = re.compile(r"公司|企业|集团")
 # A leading Chinese name before a possessive or verb: 腾讯如何…, 阿里巴巴的…, 三星2023年…
 _ZH_LEAD = re.compile(
-    r"^(?:请问|请|那么|那|关于)?([\u4e00-\u9fff]{2,6}?)(?=的|如何|怎么|怎样|是否|有没有|有哪些|有什么|在|对|将|和|与|今年|去年|\d|[A-Za-z])"
+    rf"^(?:请问|请|那么|那|关于)?([{HAN}]{{2,6}}?)(?=的|如何|怎么|怎样|是否|有没有|有哪些|有什么|在|对|将|和|与|今年|去年|\d|[A-Za-z])"
 )
 _ZH_NOT_NAMES = re.compile(
     r"^(?:什么|怎么|怎样|如何|为什么|为何|哪|我|你|您|他|她|它|这|那|此|该|其|可以|能|会|是|有|中国|全球|国际|目前|现在|"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -251,6 +251,15 @@ class Retrieval:
     def best_dense(self) -> float | None:
         scores = [h.dense for h in self.hits if h.dense is not None]
         return max(scores) if scores else None
+
+
+class Retriever(Protocol):
+    """What answering needs of retrieval (``rag.retrieve.HybridRetriever``; fakes in tests): the ``k`` best passages
+    for ``query`` within ``scope``. ``vector``: the query's embedding when the caller already has it."""
+
+    def retrieve(
+        self, query: str, scope: Scope = Scope(), k: int | None = None, *, vector: np.ndarray | None = None
+    ) -> Retrieval: ...
 
 
 @dataclass(frozen=True)
