@@ -1,20 +1,23 @@
 """Validate the verified question sets (benchmarks/data/questions_*.jsonl) against the real documents.
 
-Run: ``python benchmarks/data/check_questions.py [--loader] [FILE ...]``. Exits 1 on any failure.
+Run: ``python benchmarks/data/check_questions.py [--loader] [--no-cache] [FILE ...]``. Exits 1 on any failure.
 
 For every item it checks the schema and that ids are unique across all files. For an answerable item, ``evidence``
 must occur in the text pypdf extracts from one of ``pages`` (1-based), after normalisation (NFKC, lower case, quotes
-folded, hyphens, dashes and all whitespace removed), and each of ``figures`` must occur in
-the evidence. For an unanswerable item, none of ``absent_terms`` may occur anywhere in the document (required for
-"not_disclosed"; for items without a document, e.g. "absent_company", the terms are searched in every document the
-files name). ``--loader`` also requires the evidence in the project's cleaned page text (``rag.load.load_pdf``, what
-retrieval sees). Documents are found under ``$ESG_TESTDATA`` (default ``../shared/testdata``) in esg_pdfs/, zh_pdfs/
-or finance_pdfs/. Finally it prints the counts per split x lang_pair x kind x answerable.
+folded, hyphens, dashes and all whitespace removed), and each of ``figures`` must occur in the evidence. For an
+unanswerable item, none of ``absent_terms`` may occur anywhere in the document (required for "not_disclosed"; for
+items without a document, e.g. "absent_company", the terms are searched in every document the files name).
+``--loader`` also requires the evidence in the project's cleaned page text (``rag.load.load_pdf``, what retrieval
+sees). Documents are found under ``$ESG_TESTDATA`` (default ``../shared/testdata``) in esg_pdfs/, zh_pdfs/ or
+finance_pdfs/. pypdf's page text is cached under ``$XDG_CACHE_HOME/esg-rag/question-text``, keyed by the file's
+SHA-256 and the pypdf version (``--no-cache`` extracts again). Finally it prints the counts per split x lang_pair x
+kind x answerable.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -100,13 +103,37 @@ def find_doc(name: str) -> Path | None:
     return None
 
 
+USE_CACHE = True
+
+
+def cache_dir() -> Path:
+    """Where extracted page text is kept between runs (``$XDG_CACHE_HOME/esg-rag/question-text``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "esg-rag" / "question-text"
+
+
+def _extract(path: Path) -> list[str]:
+    """pypdf's text of every page, cached on disk by the file's SHA-256 and the pypdf version (extraction of the
+    nine reports takes ~30 s of CPU; a cached run reads JSON)."""
+    import pypdf
+
+    key = f"{hashlib.sha256(path.read_bytes()).hexdigest()[:32]}-pypdf{pypdf.__version__}.json"
+    cached = cache_dir() / key
+    if USE_CACHE and cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    texts = [page.extract_text() or "" for page in pypdf.PdfReader(path).pages]
+    if USE_CACHE:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(cached)
+    return texts
+
+
 @cache
 def raw_pages(name: str) -> tuple[str, ...]:
     """Normalised pypdf text of every page of a document (index 0 = page 1)."""
-    import pypdf
-
-    reader = pypdf.PdfReader(find_doc(name))
-    return tuple(normalise(page.extract_text() or "") for page in reader.pages)
+    return tuple(normalise(text) for text in _extract(find_doc(name)))
 
 
 @cache
@@ -116,14 +143,6 @@ def loader_pages(name: str) -> tuple[str, ...]:
     from rag.load import load_pdf
 
     return tuple(normalise(p.text) for p in sorted(load_pdf(find_doc(name)), key=lambda p: p.number))
-
-
-@cache
-def raw_page_count(name: str) -> int:
-    """Number of pages of a document."""
-    import pypdf
-
-    return len(pypdf.PdfReader(find_doc(name)).pages)
 
 
 def check_schema(item: dict) -> list[str]:
@@ -180,7 +199,7 @@ def check_content(item: dict, kb_docs: list[str], use_loader: bool) -> list[str]
     if doc and find_doc(doc) is None:
         return [f"document {doc!r} not found under {testdata_dir()}"]
     if item["answerable"]:
-        n = raw_page_count(doc)
+        n = len(raw_pages(doc))
         bad = [p for p in item["pages"] if p > n]
         if bad:
             return [f"pages {bad} beyond the document's {n} pages"]
@@ -224,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="*", type=Path, help="question files (default: all questions_*.jsonl here)")
     parser.add_argument("--loader", action="store_true", help="also require evidence in rag.load's cleaned text")
+    parser.add_argument("--no-cache", action="store_true", help="extract the text again instead of reading the cache")
     args = parser.parse_args(argv)
+    global USE_CACHE
+    USE_CACHE = not args.no_cache
     files = args.files or sorted(HERE.glob("questions_*.jsonl"))
     if not files:
         print("no question files found", file=sys.stderr)
@@ -256,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     kb_docs = sorted({i["doc"] for i in valid if i["doc"] and find_doc(i["doc"])})
     for item in valid:
         failures += [f"{item['_where']}: {e}" for e in check_content(item, kb_docs, args.loader)]
-    print(counts_table(valid))
+    print(counts_table(valid), flush=True)
     for f in failures:
         print("FAIL", f, file=sys.stderr)
     print(f"{len(items)} items in {len(files)} files, {len(failures)} failures", file=sys.stderr)
