@@ -15,11 +15,12 @@ milliseconds (benchmarks/answers.py measures it).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.text import CITATION, Figure, extract_figures, figure_in, is_refusal_statement, overlap_units
+from rag.text import CITATION, HAN, Figure, extract_figures, figure_in, is_refusal_statement, overlap_units
 from rag.types import Checked, Hit, Removed
 
 # Capitalised words that are not names: sentence starters, months, and the ESG vocabulary answers capitalise.
@@ -70,13 +71,20 @@ class _Passage:
 
 def _passage(hit: Hit) -> _Passage:
     chunk = hit.chunk
-    extra = [chunk.heading, chunk.source.file, chunk.meta.company or ""]
-    figures = extract_figures(chunk.text + "\n" + chunk.heading)
+    return _passage_of(
+        chunk.text, chunk.heading, chunk.source.file, chunk.meta.company or "", chunk.meta.year, chunk.meta.language
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _passage_of(text: str, heading: str, file: str, company: str, year: int | None, language: str) -> _Passage:
+    """A passage's figures, names and words, cached: the same pages come back for related questions."""
+    figures = extract_figures(text + "\n" + heading)
     # The report's own year and the years in its file name hold for every passage of it.
-    figures += extract_figures(" ".join(str(y) for y in (chunk.meta.year,) if y) + " " + chunk.source.file)
-    text = chunk.text
-    latin = chunk.meta.language != "zh" and len(_LATIN.findall(text)) > len(text) / 4
-    return _Passage(tuple(figures), " ".join([text, *extra]).lower(), latin, frozenset(overlap_units(text)))
+    figures += extract_figures(f"{year or ''} {file}")
+    latin = language != "zh" and len(_LATIN.findall(text)) > len(text) / 4
+    haystack = " ".join([text, heading, file, company]).lower()
+    return _Passage(tuple(figures), haystack, latin, frozenset(overlap_units(text)))
 
 
 def split_answer(text: str) -> list[tuple[str, str]]:
@@ -251,5 +259,5 @@ def _set_marks(sentence: str, marks: Sequence[int]) -> str:
     body = re.sub(r"[ \t]+([.,;:!?。，；：！？])", r"\1", body).rstrip()
     end = len(body.rstrip(".!?。！？"))
     tail = body[end:]
-    space = "" if re.search(r"[\u3400-\u9fff，。]$", body[:end]) else " "
+    space = "" if re.search(f"[{HAN}，。]$", body[:end]) else " "
     return body[:end] + space + "".join(f"[{n}]" for n in marks) + tail

@@ -482,6 +482,7 @@ _SCALE_WORDS = {"thousand": 1e3, "million": 1e6, "millions": 1e6, "billion": 1e9
 _SCALE_SHORT = {"k": 1e3, "m": 1e6, "mn": 1e6, "mln": 1e6, "bn": 1e9, "b": 1e9, "md": 1e9, "tn": 1e12}
 _SCALE_CN = {"万亿": 1e12, "千亿": 1e11, "百亿": 1e10, "亿": 1e8, "千万": 1e7, "百万": 1e6, "十万": 1e5, "万": 1e4}
 _SCALE_CN |= {"千": 1e3}
+_SCALE_CN_RE = re.compile("|".join(sorted(_SCALE_CN, key=len, reverse=True)))
 
 # Units: (pattern, canonical unit, factor to the canonical unit). Longest first; tested before the Chinese scales
 # so "千瓦时" is a unit, not 千 + 瓦时. CO2e qualifiers are part of the mass unit: tonnes are tonnes.
@@ -514,7 +515,8 @@ _UNIT_TABLE: list[tuple[str, str, float]] = [
     (r"km\b|kilomet(?:er|re)s?\b|公里|千米", "km", 1),
     (r"hectares?\b|ha\b|公顷", "ha", 1),
 ]
-_UNITS = [(re.compile(p), unit, factor) for p, unit, factor in _UNIT_TABLE]
+# One alternation (first alternative wins, as in the table's order): one match per number instead of one per unit.
+_UNIT_RE = re.compile("|".join(f"(?P<u{i}>{p})" for i, (p, _, _) in enumerate(_UNIT_TABLE)))
 
 _CURRENCY_BEFORE = [
     (r"US\$|USD|U\.S\.\s?\$", "USD"),
@@ -591,7 +593,8 @@ _NUMBER_RE = re.compile(
     r"(?<![A-Za-z0-9_.])(?<![A-Za-z]-)(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\ue000\d{3})+(?:\.\d+)?"
     r"|\d+(?:\.\d+)?)"
 )
-_THIN_SPACES = {0x00A0: 0xE000, 0x202F: 0xE000, 0x2009: 0xE000}
+_ALNUM_RE = re.compile(r"[A-Za-z0-9]")
+_THIN_SPACES = ("\u00a0", "\u202f", "\u2009")
 _RANGE_GAP = re.compile(r"\s*(?:-|–|—|~|～|至|到|to|and|或|和)\s*")
 _LABEL_CHAIN = re.compile(r"\s*(?:,|，|、|and|&|/|-|–|or|to|和|及)\s*")
 
@@ -613,19 +616,18 @@ def _suffix(text: str, pos: int, has_currency: bool) -> tuple[int, float, str | 
         return q
 
     def unit_at(q: int) -> tuple[int, str, float] | None:
-        for rx, unit, factor in _UNITS:
-            m = rx.match(text, q)
-            if m:
-                return m.end(), unit, factor
-        return None
+        m = _UNIT_RE.match(text, q)
+        if m is None:
+            return None
+        _, unit, factor = _UNIT_TABLE[int(m.lastgroup[1:])]  # type: ignore[index]
+        return m.end(), unit, factor
 
     p = pos
     # A Chinese scale follows without a space, unless it begins a unit ("千瓦时", "千米").
     if not (text[p : p + 1] in "千百" and unit_at(p)):
-        for word, s in _SCALE_CN.items():
-            if text.startswith(word, p):
-                scale, p = s, p + len(word)
-                break
+        m = _SCALE_CN_RE.match(text, p)
+        if m:
+            scale, p = _SCALE_CN[m.group(0)], m.end()
     if scale == 1.0:
         q = skip_space(p)
         m = _SCALE_WORD_RE.match(text, q)
@@ -660,7 +662,9 @@ def extract_figures(text: str) -> list[Figure]:
     codes ("CO2", "PM2.5") and citation marks ("[2]") are not figures."""
     # NFKC makes full-width digits and "％" plain, but would turn no-break spaces (thousands separators in French-style
     # reports: "2 346") into plain ones: keep them apart as a private-use character.
-    text = unicodedata.normalize("NFKC", text.translate(_THIN_SPACES))
+    for space in _THIN_SPACES:
+        text = text.replace(space, "\ue000")
+    text = unicodedata.normalize("NFKC", text)
     figures: list[tuple[int, Figure]] = []
     taken = [False] * (len(text) + 1)
 
@@ -717,12 +721,12 @@ def extract_figures(text: str) -> list[Figure]:
             currency = next(_CURRENCY_BEFORE[int(k[1:])][1] for k, v in cm.groupdict().items() if v)
             first = window + cm.start()
         stop, scale, unit, factor, after_currency = _suffix(text, end, currency is not None)
-        if stop == end and re.match(r"[A-Za-z0-9]", text[stop : stop + 1]):
+        if stop == end and _ALNUM_RE.match(text, stop):
             continue  # "5G", "2nd", "3M": a code, an ordinal or a name
         currency = currency or after_currency
         if unit == "%":
             kind, value = "percent", mantissa * scale
-        elif scale == 1.0 and unit is None and currency is None and re.fullmatch(r"\d{4}", m.group(1)):
+        elif scale == 1.0 and unit is None and currency is None and len(m.group(1)) == 4 and m.group(1).isdigit():
             kind, value = ("year", mantissa) if 1900 <= mantissa <= 2100 else ("number", mantissa)
         else:
             kind, value = "number", mantissa * scale * factor

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 from rag.llm import LLM, ChatMessage
 from rag.prompt import SYSTEM_PROMPT, sanitize
-from rag.text import detect_language
+from rag.text import detect_language, extract_figures, figure_in
 from rag.types import Hit, Retrieval
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 MAX_TOKENS = 48
 _ASK = {
     "en": (
-        "Translate this question about a company's ESG report into English, for searching the report. Keep company "
-        "names (in their usual English form), figures and years. Reply with the English question only.\n\n"
-        "Question: {question}\nEnglish:"
+        "Translate the question below into English, to search a company's ESG report with it. Do not answer it. Keep "
+        "company names (in their usual English form), figures and years.\n"
+        "Example: 西门子2023年的范围1排放是多少？ -> What were Siemens' Scope 1 emissions in 2023?\n\n"
+        "Question: {question}\nEnglish question:"
     ),
     "zh": (
-        "把这个关于企业ESG报告的问题翻译成中文，用于检索报告。保留公司名称、数字和年份。只回复中文问题。\n\n"
-        "问题：{question}\n中文："
+        "把下面的问题翻译成中文，用于检索企业的ESG报告。不要回答问题。保留公司名称、数字和年份。\n"
+        "例：What were Siemens' Scope 1 emissions in 2023? -> 西门子2023年的范围1排放是多少？\n\n"
+        "问题：{question}\n中文问题："
     ),
 }
 
@@ -42,15 +44,24 @@ def translate_messages(question: str, target: str) -> tuple[ChatMessage, ...]:
     return (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", ask))
 
 
+_LABEL = re.compile(r"^(?:english|chinese|translation|中文|英文|译文)(?:\s*question|问题)?\s*[:：]\s*", re.I)
+
+
 def clean_translation(raw: str, question: str, target: str) -> str | None:
-    """The translated question from the model's reply, or ``None`` when it is unusable (empty, not in ``target``,
-    far longer than the question)."""
+    """The translated question from the model's reply, less any figure the question does not state, or ``None``
+    when it is unusable (empty, not in ``target``, far longer than the question)."""
     line = raw.strip().splitlines()[0].strip() if raw.strip() else ""
-    line = re.sub(r"^(?:english|chinese|translation|中文|英文|译文)\s*[:：]\s*", "", line, flags=re.I)
+    line = _LABEL.sub("", line)
     line = line.strip().strip("\"'“”‘’「」").strip()
     if not line or len(line) > 3 * len(question) + 80 or detect_language(line) != target:
         return None
-    return line
+    # A translation keeps the question's figures; a figure it adds is the model answering instead (e.g. "SUEZ
+    # processed 1,000 tons of wastewater in 2023."), and would steer retrieval to pages stating that number.
+    asked = extract_figures(question)
+    for figure in reversed(extract_figures(line)):
+        if not figure_in(figure, asked):
+            line = line.replace(figure.text, " ")
+    return re.sub(r"\s{2,}", " ", line).strip() or None
 
 
 class QueryTranslator:

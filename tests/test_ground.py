@@ -3,10 +3,13 @@ the chain applies it (scripted LLM). The real-model tests are in tests/test_answ
 
 from __future__ import annotations
 
+import pytest
+
 from rag.answer import RagChain
 from rag.ground import check, names_in, split_answer
 from rag.llm import ScriptedLLM
 from rag.settings import Settings
+from rag.text import detect_language, extract_figures, figure_matches
 from rag.types import Chunk, DocMeta, Hit, Retrieval, Scope, Source
 
 SETTINGS = Settings.from_env(environ={})
@@ -159,3 +162,73 @@ def test_ask_json_carries_verified_citations_and_removed_sentences():
     assert data["removed"] == [
         {"sentence": "It recycled 9 million tonnes [1].", "reason": "no passage found states 9 million tonnes"}
     ]
+
+
+# --- real model, real report ------------------------------------------------------------------------------------
+
+SUEZ_PDF = "esg_pdfs/cfb_suez_sd_progress_report_2023.pdf"
+
+
+@pytest.fixture(scope="module")
+def suez(tmp_path_factory, embedder, llm_default, testdata):
+    """An Assistant over the SUEZ report (English) with the default bundled model and cross-lingual retrieval on."""
+    from rag.assistant import Assistant
+
+    kb = tmp_path_factory.mktemp("suez_kb") / "kb"
+    settings = Settings.from_env(environ={}, kb_dir=kb, model_cache=Settings().model_cache)
+    assistant = Assistant(settings, embedder=embedder, llm=llm_default, translate=True)
+    results = list(assistant.ingest([testdata / SUEZ_PDF]))
+    assert all(r.ok for r in results), [r.message for r in results]
+    return assistant
+
+
+@pytest.mark.slow
+def test_real_chinese_question_about_an_english_report_is_answered_in_chinese_citing_the_page(suez):
+    answer = suez.answer("SUEZ通过回收废物生产了多少吨再生原材料？")
+    assert not answer.refused, answer.text
+    assert detect_language(answer.text) == "zh", answer.text
+    # the figure, in any format ("270万吨", "2.7 million tonnes"), checked against the cited English page (p. 3)
+    (wanted,) = extract_figures("2.7 million tonnes")
+    assert any(figure_matches(f, wanted) for f in extract_figures(answer.text)), answer.text
+    pages = {(c.source.file, c.source.page) for c in answer.citations if c.verified}
+    assert ("cfb_suez_sd_progress_report_2023.pdf", 3) in pages, (answer.text, answer.citations)
+
+
+@pytest.mark.slow
+def test_real_question_whose_figure_is_absent_is_refused_not_answered_with_a_number(suez):
+    answer = suez.answer("What was SUEZ's total revenue in 2023, in euros?")
+    assert answer.refused, answer.text
+    assert not answer.citations
+    assert [f.text for f in extract_figures(answer.text) if not f.year_like] == [], answer.text
+
+
+class AddsAWrongFigure:
+    """The real model, with a sentence stating a wrong figure appended to its reply (a model's typical slip)."""
+
+    WRONG = " SUEZ treated 9.9 billion m3 of wastewater in 2023 [1]."
+
+    def __init__(self, llm) -> None:
+        self.llm, self.name, self.n_ctx = llm, llm.name, llm.n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        return self.llm.count_tokens(text)
+
+    def stream(self, messages, max_tokens, stop=()):
+        yield from self.llm.stream(messages, max_tokens, stop)
+        if "Question:" in messages[-1].content and "Translate" not in messages[-1].content:
+            yield self.WRONG
+
+
+@pytest.mark.slow
+def test_real_wrong_figure_is_removed_and_the_reason_is_in_ask_json(suez):
+    from rag.answer import RagChain
+    from rag.cli import answer_json
+
+    chain = RagChain(suez.retriever(), AddsAWrongFigure(suez.llm), suez.settings)
+    answer = chain.ask("How much wastewater did SUEZ treat in 2023?")
+    data = answer_json(answer)
+    assert "9.9" not in data["answer"], data["answer"]
+    removed = [r for r in data["removed"] if "9.9 billion m3" in r["sentence"]]
+    assert removed and removed[0]["reason"] == "no passage found states 9.9 billion m3", data["removed"]
+    if not answer.refused:
+        assert all("verified" in c for c in data["citations"])
