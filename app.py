@@ -3,8 +3,8 @@
     python app.py            # settings from ESG_* environment variables (see rag/settings.py)
 
 ``main()`` tunes the C heap, reads the settings (on a Hugging Face Space: its host and persistent storage), builds the
-assistant, prepares the sample knowledge base on first start, builds the interface (the ``ui`` package) and serves
-it. Importing this module loads no model and starts nothing.
+assistant, prepares the sample knowledge base on first start, starts loading the models in the background, builds
+the interface (the ``ui`` package) and serves it. Importing this module loads no model and starts nothing.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def main() -> None:
     # __mp_main__, and importing Gradio costs them seconds of CPU per parsed file.
     from ui import server
     from ui.layout import build_ui
+    from ui.warmup import Warmup
 
     server.configure_malloc()  # first: before any thread, model or large block (see its docstring)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -61,9 +62,10 @@ def main() -> None:
     settings, storage = deployment_settings()  # on a Space: host 0.0.0.0, knowledge base on /data when attached
     assistant = Assistant(settings)
     ensure_sample_kb(assistant)
+    warmup = Warmup(assistant).start()  # the models load while the server starts; the page shows the status
     media_dir = Path(tempfile.mkdtemp(prefix="esg-media-"))  # playable copies of cited media, served by Gradio
     atexit.register(shutil.rmtree, media_dir, True)
-    server.launch(build_ui(assistant, media_dir, storage), settings, media_dir)
+    server.launch(build_ui(assistant, media_dir, storage, warmup), settings, media_dir)
 
 
 if __name__ == "__main__":

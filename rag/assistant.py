@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -233,6 +233,33 @@ class Assistant:
         if not segments:
             raise RagError(f"no transcript for {name!r}")
         return to_srt(segments) if fmt == "srt" else to_vtt(segments)
+
+    # ------------------------------------------------------------------ start-up
+    def warm_up(self, on_step: Callable[[str], None] | None = None) -> None:
+        """Load every model now (at app start) instead of on the first question. ``on_step(stage)`` is called before
+        each stage: ``embedder``, ``router`` (the FAQ and intent examples embedded), ``llm`` (on first start the
+        bundled weights are assembled and verified, then loaded). Raises what the first question would raise (a
+        ``RagError`` such as ``ModelError``)."""
+        step = on_step or (lambda stage: None)
+        step("embedder")
+        self.embedder.query("warm-up")
+        step("router")
+        self.router.warm()
+        step("llm")
+        load = getattr(self.llm, "load", None)  # a server-backed LLM has nothing to load
+        if load is not None:
+            load()
+
+    def llm_size_bytes(self) -> int | None:
+        """Size of the in-process LLM's weights in bytes (what loading it reads), ``None`` for an LLM server."""
+        if self.settings.llm_base_url:
+            return None
+        from rag.llm import BUNDLED
+
+        if self.settings.llm in BUNDLED:
+            return BUNDLED[self.settings.llm].size
+        path = Path(self.settings.llm).expanduser()
+        return path.stat().st_size if path.is_file() else None
 
     def kb_status(self) -> str | None:
         """``None`` when the knowledge base is usable, else the one-line reason it must be rebuilt."""

@@ -410,3 +410,46 @@ def test_sources_are_numbered_in_order_of_citation():
     assert 't<sup class="esg-cite">1</sup> and 300,000 t<sup class="esg-cite">2</sup>.' in html
     cards = re.findall(r'<span class="esg-n">(\d)</span><span class="esg-label">([^<]+)</span>', html)
     assert cards == [("1", "r.pdf, p. 9"), ("2", "r.pdf, p. 2")]
+
+
+def test_a_question_during_start_up_waits_with_the_model_status(make_app, tmp_path):
+    """The models load in the background from start-up (``ui.warmup``); a question arriving first says what is being
+    prepared ("Preparing the language model, 1.1 GB…"), then is answered once the model is loaded."""
+    import threading
+
+    from ui.layout import build_ui
+    from ui.warmup import Warmup
+
+    class SlowLoadingLLM(ScriptedLLM):
+        """The scripted reader, whose loading takes until the test releases it (as assembling 1.1 GB does)."""
+
+        def __init__(self, reply) -> None:
+            super().__init__(reply)
+            self.release = threading.Event()
+
+        def load(self) -> None:
+            assert self.release.wait(120), "never released"
+
+    llm = SlowLoadingLLM(lambda m: "Scope 1 emissions were 388,500 tCO2e in 2023 [1].")
+    assistant, _, _ = make_app(samples=True, llm=llm)
+    warmup = Warmup(assistant).start()
+    demo = build_ui(assistant, media_dir=tmp_path / "media2", warmup=warmup)
+    ctl = demo.controller
+    ui = ctl.new_session()
+    status_of = handler(demo, "on_status")
+    question = "What were Northwind Metals' Scope 1 emissions in 2023?"
+    snapshots = []
+    for chat in handler(demo, "stream_answer")(question, [], ui, "all", [], None):
+        snapshots.append(chat[-1]["content"])
+        if "Preparing the language model, 1.1 GB…" in snapshots[-1]:
+            status, timer = status_of(ui)
+            assert status.value == "Preparing the language model, 1.1 GB…" and timer.active is True
+            assert not warmup.ready.is_set()
+            llm.release.set()
+    waiting = [i for i, s in enumerate(snapshots) if "esg-waiting" in s]
+    assert waiting and "Preparing the language model, 1.1 GB…" in snapshots[waiting[-1]]
+    assert "esg-route-rag" in snapshots[-1] and "388,500" in snapshots[-1] and waiting[-1] < len(snapshots) - 1
+    status, timer = status_of(ui)
+    assert status.value == "✓ Models ready" and timer.active is False
+    ui.lang = "zh"
+    assert status_of(ui)[0].value == "✓ 模型已就绪"

@@ -117,9 +117,22 @@ def wire(ctl: Controller, view: ChatView, scope: ScopeView, ui_state: gr.State) 
         chat = list(chat)
         chat.append({"role": "assistant", "content": ctl.renderer.pending(None, (), "", ui.lang)})
         try:
+            yield from _wait_for_models(chat, ui)
             yield from _stream(question, chat, ui, mode, docs, company)
         finally:
             server.release_memory()  # after every answer, finished, failed or abandoned: freed heap back to the OS
+
+    def _wait_for_models(chat: list, ui: UiSession):
+        """A question that arrives while the models load at start-up waits, saying what is being prepared."""
+        warmup = ctl.warmup
+        shown = None
+        while warmup is not None and not warmup.ready.is_set():
+            status = warmup.status(ui.lang)
+            if status != shown:
+                chat[-1] = {"role": "assistant", "content": ctl.renderer.waiting(status, ui.lang)}
+                shown = status
+                yield chat
+            warmup.ready.wait(0.5)
 
     def _stream(question: str, chat: list, ui: UiSession, mode: str, docs: Sequence[str], company: str | None):
         try:

@@ -23,6 +23,7 @@ from rag.settings import Settings
 from rag.types import Answer, Document, Hit, IngestResult, Scope, format_clock
 from ui.i18n import t
 from ui.render import Renderer
+from ui.warmup import Warmup
 
 HISTORY_TURNS = 3  # earlier exchanges handed to the assistant for follow-up questions
 
@@ -69,8 +70,9 @@ def _size(doc: Document, lang: str) -> str:
 class Controller:
     """The app's behaviour, independent of the widgets: every Gradio handler of chat and documents calls it."""
 
-    def __init__(self, assistant: Assistant, media_dir: Path | None = None) -> None:
+    def __init__(self, assistant: Assistant, media_dir: Path | None = None, warmup: Warmup | None = None) -> None:
         self.assistant = assistant
+        self.warmup = warmup  # models loading in the background since start-up; None: load on first use
         self.settings: Settings = assistant.settings
         self.media_dir = Path(media_dir or tempfile.mkdtemp(prefix="esg-media-")).resolve()
         self.media_dir.mkdir(parents=True, exist_ok=True)

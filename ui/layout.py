@@ -14,12 +14,19 @@ from ui import chat, documents, evaluation
 from ui.controller import Controller, UiSession
 from ui.i18n import t
 from ui.render import esc, footer_text, header_html
+from ui.warmup import Warmup
 
 
-def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Storage | None = None) -> gr.Blocks:
+def build_ui(
+    assistant: Assistant,
+    media_dir: Path | None = None,
+    storage: Storage | None = None,
+    warmup: Warmup | None = None,
+) -> gr.Blocks:
     """Build the interface over ``assistant`` (loads no model; the knowledge base is read when a page loads).
-    ``storage`` (from ``rag.storage``) is described in the footer. The ``Controller`` is ``demo.controller``."""
-    ctl = Controller(assistant, media_dir)
+    ``storage`` (from ``rag.storage``) is described in the footer; ``warmup``: the models loading since start-up,
+    whose status the page shows and a first question waits for. The ``Controller`` is ``demo.controller``."""
+    ctl = Controller(assistant, media_dir, warmup)
     lang0 = "en"
 
     # Gradio keeps every upload in its cache until restart; private documents must not linger: hourly sweep, 1 day.
@@ -42,6 +49,9 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                 scale=0,
                 min_width=190,
             )
+        # What the server is preparing at start-up; polled each second until the models are ready.
+        status = gr.Markdown("", visible=warmup is not None, elem_id="esg-status")
+        status_timer = gr.Timer(1.0, active=warmup is not None)
         with gr.Group(visible=False, elem_id="esg-banner") as banner:
             banner_text = gr.Markdown()
             rebuild_btn = gr.Button(t(lang0, "rebuild"), variant="primary", size="sm")
@@ -76,6 +86,14 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
 
         demo.load(on_load, [ui_state], [lang_radio, banner, banner_text, *listing])
 
+        def on_status(ui: UiSession):
+            if warmup is None:
+                return gr.Markdown(visible=False), gr.Timer(active=False)
+            return gr.Markdown(warmup.status(ui.lang), visible=True), gr.Timer(active=not warmup.ready.is_set())
+
+        demo.load(on_status, [ui_state], [status, status_timer], queue=False)
+        status_timer.tick(on_status, [ui_state], [status, status_timer], queue=False)
+
         def relabel(lang: str, rows: list[list[object]]) -> list[tuple[gr.components.Component, object]]:
             """Every (component, update) the language toggle changes, header first; ``rows``: the documents table."""
             return [
@@ -90,6 +108,7 @@ def build_ui(assistant: Assistant, media_dir: Path | None = None, storage: Stora
                 *docs.relabel(lang, rows, ctl.docs_headers(lang)),
                 *evals.relabel(lang),
                 (footer, gr.Markdown(footer_text(lang, storage))),
+                (status, gr.Markdown(warmup.status(lang) if warmup is not None else "")),
             ]
 
         def on_lang(lang: str, ui: UiSession):

@@ -184,6 +184,13 @@ class Renderer:
         parts.append("</div>")
         return "".join(parts)
 
+    def waiting(self, status: str, lang: str) -> str:
+        """Before the answer can start: the models are still being prepared (``status`` says which)."""
+        return (
+            '<div class="esg-answer esg-streaming esg-waiting"><div class="esg-meta"></div>'
+            f'<div class="esg-text esg-muted">{esc(status)}</div></div>'
+        )
+
     def final(self, answer: Answer, lang: str) -> str:
         """The finished answer: badge, text with citation chips, and the cited passages only."""
         numbers = {c.n: i for i, c in enumerate(answer.citations, 1)}
