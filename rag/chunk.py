@@ -18,7 +18,16 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.load import CJK_CHARS, CJK_PUNCT_SET, has_cjk, is_cjk_char
+from rag.text import (
+    CJK_CHARS,
+    CJK_PUNCT_SET,
+    KEY_TERM_STOPWORDS,
+    ends_sentence,
+    has_cjk,
+    is_cjk_char,
+    split_clauses,
+    split_sentences,
+)
 from rag.types import Chunk, DocMeta, Page, Source
 
 TokenCounter = Callable[[str], int]
@@ -63,59 +72,7 @@ def approx_tokens(text: str) -> int:
     return 5 + math.ceil(cost * 1.2)
 
 
-# --- sentences and clauses --------------------------------------------------------------------------------------
-
-_CLOSERS = "\"'”’」』）)］\\]"  # closing quotes/brackets that stay with the sentence they end
-_CJK_END_RE = re.compile(f"[。！？；!?][{_CLOSERS}]*")
-_EN_END_RE = re.compile(f"[.!?][{_CLOSERS}]*(?=\\s+[\"“‘'(\\[•A-Z0-9{CJK_CHARS}])")
-_ABBREVIATIONS = frozenset(
-    "e.g i.e etc vs approx mr mrs ms dr prof st no nos fig figs inc ltd co corp jr sr art sec p pp vol ref dept "
-    "est min max jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k e.u cf al".split()
-)
-_CLAUSE_RE = re.compile("[，、；：,;:](?=\\s)|[，、；：]")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split a paragraph into sentences at Chinese (。！？；) and English (. ! ?) sentence ends.
-
-    English ends need a following space and a capital, digit or quote, and skip abbreviations (``e.g.``,
-    ``Fig.``, initials) and decimals. The pieces concatenate back to the text (whitespace aside).
-    """
-    cuts = {m.end() for m in _CJK_END_RE.finditer(text)}
-    for m in _EN_END_RE.finditer(text):
-        if text[m.start()] == "." and _is_abbreviation(text, m.start()):
-            continue
-        cuts.add(m.end())
-    return _cut(text, cuts)
-
-
-def _is_abbreviation(text: str, dot: int) -> bool:
-    start = dot
-    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "."):
-        start -= 1
-    word = text[start:dot].lower()
-    if not word:
-        return False
-    standalone = start == 0 or text[start - 1] in " \t\n(\"'“‘"  # "J." is an initial, "°C." ends a sentence
-    return word in _ABBREVIATIONS or (standalone and len(word) == 1 and word.isalpha())
-
-
-def split_clauses(text: str) -> list[str]:
-    """Split a sentence at clause marks: ``，、；：`` and ``, ; :`` followed by a space."""
-    return _cut(text, {m.end() for m in _CLAUSE_RE.finditer(text)})
-
-
-def _cut(text: str, cuts: set[int]) -> list[str]:
-    out, start = [], 0
-    for end in sorted(cuts):
-        piece = text[start:end].strip()
-        if piece:
-            out.append(piece)
-        start = end
-    tail = text[start:].strip()
-    if tail:
-        out.append(tail)
-    return out
+# --- joining pieces (sentences and clauses are split by rag.text) -----------------------------------------------
 
 
 def _join(left: str, right: str) -> str:
@@ -282,13 +239,6 @@ _FIGURE_RE = re.compile(
 )
 _ACRONYM_RE = re.compile(r"\b[A-Z][A-Z0-9&]{1,6}s?\b")
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z-]{3,}")
-_STOP = frozenset(
-    "this that these those with from have has been were which their there they them than then also into over "
-    "under more most such other some each many much will would could should shall about across after before "
-    "between during while where when what within without through based including include includes included "
-    "year years report reports company group total other being well using used both only same further level "
-    "levels part make made does done upon very into onto well our ours your yours its it's".split()
-)
 
 
 def figures(text: str, limit: int = 6) -> list[str]:
@@ -321,7 +271,7 @@ def key_terms(text: str, limit: int = 5, exclude: str = "") -> list[str]:
     for word, n in counts.most_common():
         if n < 2 or len(terms) >= limit:
             break
-        if word not in _STOP and word not in low_ex and word.upper() not in terms:
+        if word not in KEY_TERM_STOPWORDS and word not in low_ex and word.upper() not in terms:
             terms[word] = None
     # No CJK words: without a segmenter, repeated n-grams are mostly fragments ("市公", "否主动披"); the heading
     # and first sentence carry a Chinese chunk's key information.
@@ -484,7 +434,7 @@ def chunk_pages(
             prev is not None
             and not prev.heading
             and prev.page == page - 1
-            and not _ends_sentence(prev.text)
+            and not ends_sentence(prev.text)
             and (text[:1].islower() or is_cjk_char(text[:1]))
         )
         # The text under a heading shares its chunk: leave room for the heading in the first piece.
@@ -575,7 +525,7 @@ def _group(units: list[_Unit], budget: int, overhead: int, count: TokenCounter) 
                     and tokens >= budget / 2
                     and body
                     and cur[-1].para_end
-                    and _ends_sentence(cur[-1].text)
+                    and ends_sentence(cur[-1].text)
                 )
             )
             room = budget - tokens + overhead - 2  # what a piece may count (with its own prefix) to still fit
@@ -643,13 +593,6 @@ def _fill_split(text: str, room: int, count: TokenCounter, overhead: int) -> tup
         rest_tokens = _joined(rest, rest_tokens, sentence, tokens, overhead)
         rest = _join(rest, sentence)
     return (head, head_tokens), (rest, rest_tokens)
-
-
-_END_RE = re.compile(f"[.!?。！？；;:：…][{_CLOSERS}]*$")
-
-
-def _ends_sentence(text: str) -> bool:
-    return bool(_END_RE.search(text.rstrip()))
 
 
 def _render(units: list[_Unit]) -> str:

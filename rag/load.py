@@ -23,15 +23,14 @@ import pypdf
 from pypdf.errors import DependencyError
 
 from rag.errors import DamagedFile, EncryptedPdf, NoText, TooLarge
+from rag.text import CJK_CHARS, CJK_PUNCT, CJK_PUNCT_SET, ends_sentence, has_cjk, is_cjk_char
 from rag.types import Page
 
 log = logging.getLogger(__name__)
 
 # --- character classes -------------------------------------------------------------------------------------------
 
-# Han (incl. extension A and compatibility ideographs), kana, Hangul syllables.
-CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-CJK_PUNCT = "\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2018\u2019\u201c\u201d\u2026\u2014"
+# CJK letters and punctuation come from the text toolkit (rag.text); these are the PDF clean-up rules built on them.
 _CJK_RE = re.compile(f"[{CJK_CHARS}]")
 _CJK_GAP_RE = re.compile(f"(?<=[{CJK_CHARS}{CJK_PUNCT}]) (?=[{CJK_CHARS}{CJK_PUNCT}])")
 _CJK_DIGIT_GAP_RE = re.compile(f"(?<=[{CJK_CHARS}]) (?=[0-9])|(?<=[0-9]) (?=[{CJK_CHARS}])")
@@ -67,8 +66,6 @@ _ENUM_RE = re.compile(
     r"^\s*(\(?\d{1,2}[.)](?!\d)|\(?[a-z][.)]\s|\(?[ivx]{1,4}\)\s|[一二三四五六七八九十]+[、.．]|"
     r"[（(][一二三四五六七八九十\d]+[）)]|第[一二三四五六七八九十百零\d]+[章节條条款部分篇])"
 )
-# Sentence ends that may close a paragraph (closing quotes/brackets may follow).
-_TERMINAL_RE = re.compile(r"[.!?。！？;；:：…][\"'”’」』）)\]]*\s*$")
 _HYPHEN_END_RE = re.compile(r"([A-Za-z]+)\s?-\s*$")
 _WORD_START_RE = re.compile(r"^\s*([a-z]+)")
 _JOIN_WORDS = frozenset(
@@ -84,14 +81,6 @@ _NOT_LETTER_RE = re.compile(r"[\W\d_]+")
 def _letters(text: str) -> int:
     """Number of letters (any script) in ``text``."""
     return len(_NOT_LETTER_RE.sub("", text))
-
-
-def has_cjk(text: str) -> bool:
-    return _CJK_RE.search(text) is not None
-
-
-def is_cjk_char(ch: str) -> bool:
-    return bool(ch) and _CJK_RE.match(ch) is not None
 
 
 def display_width(text: str) -> int:
@@ -169,9 +158,6 @@ def fix_inline_hyphens(text: str, vocab: Counter[str]) -> str:
         return f"{left}-{right}" if hyph >= solid else left + right
 
     return _INLINE_HYPHEN_RE.sub(repl, text)
-
-
-CJK_PUNCT_SET = frozenset("，。、；：！？（）《》「」『』“”‘’【】…—")
 
 
 def header_key(line: str) -> str:
@@ -352,7 +338,7 @@ def _breaks(a: _Line, b: _Line, width: float, leading: dict[float, float]) -> bo
     at, bt = a.text.strip(), b.text.strip()
     if _is_list_start(bt):
         return True
-    terminal = bool(_TERMINAL_RE.search(at))
+    terminal = ends_sentence(at)
     if not terminal and display_width(at) >= 0.8 * width and _continues(at, bt, width):
         # A full line whose sentence clearly goes on: style and position noise (superscripts, pypdf reporting
         # one font size for a mixed run) must not split it.
@@ -377,7 +363,7 @@ def _breaks(a: _Line, b: _Line, width: float, leading: dict[float, float]) -> bo
 
 
 def _continues(at: str, bt: str, width: float) -> bool:
-    if _TERMINAL_RE.search(at):
+    if ends_sentence(at):
         return False
     if bt[:1].islower() or at[-1:] in ",-–(/&":
         return True

@@ -12,17 +12,8 @@ import re
 from collections import Counter
 from pathlib import PurePath
 
-from rag.load import CJK_CHARS
+from rag.text import CJK_CHARS, detect_language, has_cjk
 from rag.types import DocMeta, Page
-
-_CJK_RE = re.compile(f"[{CJK_CHARS}]")
-_LATIN_WORD_RE = re.compile(r"[A-Za-z]+")
-
-
-def detect_language(text: str) -> str:
-    """``"zh"`` when CJK dominates ``text`` (CJK characters outnumber Latin words), else ``"en"``."""
-    cjk = len(_CJK_RE.findall(text))
-    return "zh" if cjk > len(_LATIN_WORD_RE.findall(text)) and cjk >= 2 else "en"
 
 
 def detect_meta(pages: list[Page], filename: str) -> DocMeta:
@@ -174,7 +165,7 @@ def short_name(name: str) -> str:
 def _usual_spelling(name: str, text: str) -> str:
     """The text's most frequent spelling of ``name``, preferring one that is not all capitals (``ADOBE`` ->
     ``Adobe``, but ``BHP`` stays)."""
-    if _CJK_RE.search(name):
+    if has_cjk(name):
         return name
     pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", re.IGNORECASE)
     forms = Counter(" ".join(m.group(0).split()) for m in pattern.finditer(text))
@@ -185,7 +176,7 @@ def _usual_spelling(name: str, text: str) -> str:
 
 
 def _mentions(name: str, text: str) -> int:
-    if _CJK_RE.search(name):  # no word boundaries in CJK text
+    if has_cjk(name):  # no word boundaries in CJK text
         return text.count(name)
     return len(re.findall(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", text, re.IGNORECASE))
 

@@ -7,21 +7,13 @@ import functools
 import pytest
 
 from rag.load import load_pdf
-from rag.meta import detect_company, detect_language, detect_meta, detect_year, short_name
+from rag.meta import detect_company, detect_meta, detect_year, short_name
 from rag.types import Page
 
 _load = functools.cache(load_pdf)  # each PDF parsed once per module, however many tests read it
 
 
 # --- constructed text ------------------------------------------------------------------------------------------
-
-
-def test_detect_language():
-    assert detect_language("Our targets are to reduce emissions by 15% by 2025.") == "en"
-    assert detect_language("投资组合经理及分析师正逐渐将环境、社会和治理（ESG）因素纳入投资决策过程。") == "zh"
-    assert detect_language("如何編備環境、社會及管治報告 HKEX ESG") == "zh"
-    assert detect_language("Rio Tinto 力拓 annual climate report for investors") == "en"
-    assert detect_language("") == "en"
 
 
 def test_year_from_title_not_from_targets():
