@@ -11,8 +11,9 @@ follow-ups) and reports, per kind, with 95% bootstrap intervals:
 - follow-ups resolved: the rewrite holds every ``must_contain`` term (case-insensitive);
 - rewrite time p50/p95 (0 when no LLM call is made).
 
-``--baseline`` also runs the previous rule (every question with history goes through the LLM rewrite) in the same
-run, side by side.
+``--before REPO`` also runs the condense step of another checkout of this repository (e.g. the commit before
+``rag.followup``, where every question with history went through the LLM rewrite) on the same items, in a child
+process, and prints both side by side.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import fmt_ci, load_jsonl, machine, percentile, today
-from rag.answer import RagChain, Turn
-from rag.llm import make_llm
-from rag.settings import Settings
 
 log = logging.getLogger("bench.rewrite")
 DATA = Path(__file__).resolve().parent / "data" / "conversations.jsonl"
@@ -45,14 +45,15 @@ def resolved(rewrite: str, terms: list[str]) -> bool:
     return all(t.lower() in low for t in terms)
 
 
-def run(items: list[dict], chain: RagChain, always_rewrite: bool) -> list[dict]:
+def run(items: list[dict], chain) -> list[dict]:
+    from rag.answer import Turn
+
     out = []
     for item in items:
         history = tuple((q, a) for q, a in item["history"])
         turn = Turn(item["question"], history)
         start = time.perf_counter()
-        # Before rag.followup, any question with history went through the LLM rewrite.
-        result = chain._rewrite(turn) if always_rewrite else chain._condense(turn)
+        result = chain._condense(turn)
         elapsed = time.perf_counter() - start
         rewrite = result.standalone
         kept = rewrite.strip() == item["question"].strip()
@@ -90,18 +91,33 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", choices=("dev", "test", "all"), default="dev")
     p.add_argument("--llm", default="large")
-    p.add_argument("--baseline", action="store_true", help="also run the old always-rewrite rule")
+    p.add_argument("--before", type=Path, default=None, help="another checkout to run side by side")
+    p.add_argument("--repo", default=None, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
+    if args.repo:
+        # A child run of --before: ``rag`` comes from the other checkout.
+        sys.path.insert(0, str(Path(args.repo).resolve()))
+    from rag.answer import RagChain
+    from rag.llm import make_llm
+    from rag.settings import Settings
+
     items = [r for r in load_jsonl(args.data) if args.set == "all" or r["split"] == args.set]
     settings = Settings.from_env(llm=args.llm)
     chain = RagChain(_NoRetriever(), make_llm(settings), settings)
-    results = {"ours": run(items, chain, always_rewrite=False)}
-    if args.baseline:
-        results["always rewrite (before)"] = run(items, chain, always_rewrite=True)
+    results = {"ours": run(items, chain)}
+    if args.before:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "before.json"
+            cmd = [sys.executable, __file__, "--set", args.set, "--llm", args.llm, "--data", str(args.data)]
+            subprocess.run([*cmd, "--repo", str(args.before.resolve()), "--json", str(out)], check=True)
+            results[f"before ({args.before.name})"] = json.loads(out.read_text(encoding="utf-8"))["ours"]
+    if args.repo:  # a child run for --before: the rows only
+        args.json.write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+        return 0
 
     print(f"# Follow-up rewriting ({today()}, {machine()})")
     print(f"set={args.set} items={len(items)} llm={args.llm}")
