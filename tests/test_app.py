@@ -223,7 +223,7 @@ def test_chat_streams_sources_before_tokens_and_cites_only_what_the_answer_cites
     _, demo, ctl = make_app(samples=True, llm=ScriptedLLM(reply))
     ui = ctl.new_session()
     question = "What were Northwind Metals' Scope 1 emissions in 2023?"
-    box, chat, pending = handler(demo, "take_question")(question, [])
+    box, chat, pending = handler(demo, "take_question")(question, [], ui)
     assert box == ""
     assert pending == question and chat == [{"role": "user", "content": question.replace("'", "&#x27;")}]
 
@@ -376,7 +376,7 @@ def test_one_chat_turn_end_to_end_with_the_real_default_llm(make_app, llm_defaul
     _, demo, ctl = make_app(samples=True, llm=llm_default)
     ui = ctl.new_session()
     question = "What were Northwind Metals' Scope 1 emissions in 2023?"
-    box, chat, pending = handler(demo, "take_question")(question, [])
+    box, chat, pending = handler(demo, "take_question")(question, [], ui)
     assert box == ""
     snapshots = [s[-1]["content"] for s in handler(demo, "stream_answer")(pending, chat, ui, "all", [], None)]
 
@@ -453,3 +453,22 @@ def test_a_question_during_start_up_waits_with_the_model_status(make_app, tmp_pa
     assert status.value == "✓ Models ready" and timer.active is False
     ui.lang = "zh"
     assert status_of(ui)[0].value == "✓ 模型已就绪"
+
+
+def test_an_empty_or_overlong_question_gets_a_message(make_app):
+    """An empty or all-space question is not asked and says so; one over 2,000 characters is asked with its first
+    2,000 and says so. (Outside a running server Gradio turns gr.Warning into a Python warning.)"""
+    _, demo, ctl = make_app()
+    ui = ctl.new_session()
+    take = handler(demo, "take_question")
+    for empty in ("", "   \n\t "):
+        with pytest.warns(UserWarning, match="Type a question first"):
+            box, chat, pending = take(empty, [], ui)
+        assert pending == "" and chat == [] and isinstance(box, gr.Textbox)
+    question = "What were the Scope 1 emissions in 2023? " + "x" * 5000
+    with pytest.warns(UserWarning, match="5,041 characters: only its first 2,000 are used"):
+        box, chat, pending = take(question, [], ui)
+    assert box == "" and pending == question[:2000].rstrip() and chat[-1]["content"] == pending
+    ui.lang = "zh"
+    with pytest.warns(UserWarning, match="请先输入问题"):
+        take(" ", [], ui)

@@ -20,6 +20,10 @@ from ui.render import esc
 
 log = logging.getLogger(__name__)
 
+# Longer questions are cut to their start (and the visitor told): a question is a sentence or two, and a pasted page
+# would crowd the passages out of the model's 4,096-token window.
+MAX_QUESTION_CHARS = 2000
+
 
 def scope_choices(lang: str) -> list[tuple[str, str]]:
     return [(t(lang, "scope_all"), "all"), (t(lang, "scope_docs"), "docs"), (t(lang, "scope_company"), "company")]
@@ -104,11 +108,17 @@ def wire(ctl: Controller, view: ChatView, scope: ScopeView, ui_state: gr.State) 
 
     scope.mode.change(on_scope_mode, [scope.mode], [scope.docs, scope.company], queue=False)
 
-    # First take the question (clears the box at once), then stream the answer.
-    def take_question(message: str, chat: list):
+    # First take the question (clears the box at once), then stream the answer. Queued (without a limit) so its
+    # messages reach the page: Gradio shows gr.Warning only for queued events.
+    def take_question(message: str, chat: list, ui: UiSession):
         message = (message or "").strip()
         if not message:
+            gr.Warning(t(ui.lang, "empty_question"))
             return gr.Textbox(), chat, ""
+        if len(message) > MAX_QUESTION_CHARS:
+            total = f"{len(message):,}"
+            gr.Warning(t(ui.lang, "long_question").format(total=total, n=f"{MAX_QUESTION_CHARS:,}"))
+            message = message[:MAX_QUESTION_CHARS].rstrip()
         return "", [*chat, {"role": "user", "content": esc(message)}], message
 
     def stream_answer(question: str, chat: list, ui: UiSession, mode: str, docs: Sequence[str], company: str | None):
@@ -153,9 +163,13 @@ def wire(ctl: Controller, view: ChatView, scope: ScopeView, ui_state: gr.State) 
 
     ask_inputs = [view.pending, view.chatbot, ui_state, scope.mode, scope.docs, scope.company]
     for trigger in (view.msg.submit, view.send_btn.click):
-        trigger(take_question, [view.msg, view.chatbot], [view.msg, view.chatbot, view.pending], queue=False).then(
-            stream_answer, ask_inputs, [view.chatbot], concurrency_id="chat"
-        )
+        trigger(
+            take_question,
+            [view.msg, view.chatbot, ui_state],
+            [view.msg, view.chatbot, view.pending],
+            concurrency_limit=None,
+            show_progress="hidden",
+        ).then(stream_answer, ask_inputs, [view.chatbot], concurrency_id="chat")
 
     def clear_chat(ui: UiSession):
         ui.history.clear()
