@@ -199,6 +199,7 @@ def page_config(port: int) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+@pytest.mark.loopback
 def test_app_runs_as_a_space_on_persistent_storage_and_reuses_it(tmp_path):
     data = tmp_path / "data"  # stands in for the Space's /data (persistent storage attached)
     data.mkdir()

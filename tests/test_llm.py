@@ -132,6 +132,7 @@ def _event(text: str) -> bytes:
     return f"data: {json.dumps({'choices': [{'delta': {'content': text}}]})}\n\n".encode()
 
 
+@pytest.mark.loopback
 def test_openai_backend_streams_server_sent_events(sse_server):
     _, url = sse_server
     _Handler.script = [
@@ -155,6 +156,7 @@ def test_openai_backend_streams_server_sent_events(sse_server):
     assert req["body"]["model"] == "qwen" and req["body"]["temperature"] == 0.0
 
 
+@pytest.mark.loopback
 def test_openai_backend_reports_http_errors(sse_server):
     _, url = sse_server
     _Handler.status = 500
@@ -163,6 +165,7 @@ def test_openai_backend_reports_http_errors(sse_server):
         list(OpenAICompatLLM(url).stream(MSGS, 10))
 
 
+@pytest.mark.loopback
 def test_openai_backend_reports_error_events_and_garbage(sse_server):
     _, url = sse_server
     _Handler.script = [b'data: {"error": {"message": "overloaded"}}\n\n']
@@ -173,6 +176,7 @@ def test_openai_backend_reports_error_events_and_garbage(sse_server):
         list(OpenAICompatLLM(url).stream(MSGS, 10))
 
 
+@pytest.mark.loopback
 def test_openai_backend_fails_fast_when_nobody_listens():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,6 +22,7 @@ EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
 API_KEY = "test-key-7f3a"
 ALIAS = "qwen-small"
 START_TIMEOUT_S = 300  # model load on a busy 2-core machine
+pytestmark = pytest.mark.loopback  # the server listens on 127.0.0.1
 
 
 def start_llama_server(model: Path, log: Path, threads: int) -> Server:

@@ -120,6 +120,7 @@ def probes(server: dict, uploaded: str) -> list[str]:
     return targets
 
 
+@pytest.mark.loopback
 def test_file_serving_refuses_traversal_absolute_paths_and_the_knowledge_base(server):
     port = server["port"]
     # Positive control: an uploaded file IS served, so a probe that got content would be seen.
@@ -139,6 +140,7 @@ def test_file_serving_refuses_traversal_absolute_paths_and_the_knowledge_base(se
     assert server["app"].proc.poll() is None, "the app died under the probes"
 
 
+@pytest.mark.loopback
 def test_oversize_upload_is_refused_before_it_is_stored(server):
     port = server["port"]
     big = b"%PDF-1.4\n" + b"0" * (3 * 2**19)  # 1.5 MB, over ESG_MAX_UPLOAD_MB=1
@@ -171,6 +173,7 @@ def _ask(client, question: str, mode: str = "all", docs: list[str] | None = None
 
 
 @pytest.mark.slow
+@pytest.mark.loopback
 def test_private_canary_upload_is_never_listed_retrieved_or_served_to_another_session(server, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -281,12 +284,46 @@ def test_chat_history_is_per_session(tmp_path, embedder):
     assert any("Bluebird" in m.content for call in llm.calls[before:] for m in call)
 
 
-def test_upload_cache_is_cleaned_periodically(tmp_path, embedder):
-    """Private uploads must not stay in Gradio's upload cache for the life of the server."""
+def test_upload_cache_sweep_deletes_uploads_older_than_two_days(tmp_path, embedder, monkeypatch):
+    """Private uploads must not stay in Gradio's upload cache for the life of the server: an upload made through the
+    app's own upload route is deleted by the app's periodic cache sweep once it is two days old, and kept while fresh.
+
+    The app runs in-process (Starlette's TestClient: no socket). The sweep is Gradio's own function, called with the
+    age the app configured, at a clock moved forward; Gradio schedules it every ``frequency`` seconds from startup."""
+    from datetime import datetime, timedelta
+
+    from fastapi.testclient import TestClient
+    from gradio import route_utils
+    from gradio.routes import App
+
     from ui.layout import build_ui
 
+    uploads = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     settings = Settings.from_env(environ={}, kb_dir=tmp_path / "kb", model_cache=Settings().model_cache)
     demo = build_ui(Assistant(settings, embedder=embedder), media_dir=tmp_path / "media")
-    assert demo.delete_cache is not None, "no delete_cache: uploads are kept until the server restarts"
-    every_s, max_age_s = demo.delete_cache
-    assert 0 < every_s <= 3600 and 0 < max_age_s <= 2 * 86400
+    assert demo.delete_cache, "no delete_cache: uploads are kept until the server restarts"
+    frequency_s, age_s = demo.delete_cache
+    assert 0 < frequency_s <= 3600, "the sweep must run at least hourly"
+
+    def sweep_after(elapsed: timedelta) -> None:
+        class Later(datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return datetime.now(tz) + elapsed
+
+        with monkeypatch.context() as m:
+            m.setattr(route_utils, "datetime", Later)
+            route_utils.delete_files_created_by_app(demo, age_s)
+
+    demo.max_file_size = None  # launch() sets it; the size limit has its own test above
+    with TestClient(App.create_app(demo)) as client:
+        resp = client.post("/gradio_api/upload", files={"files": ("private.pdf", b"%PDF-1.4 private upload")})
+        resp.raise_for_status()
+        [path] = resp.json()
+        upload = Path(path)
+        assert upload.is_file() and upload.resolve().is_relative_to(uploads.resolve())
+        sweep_after(timedelta(hours=1))
+        assert upload.is_file(), "a fresh upload was swept: a visitor's file vanished while in use"
+        sweep_after(timedelta(days=2, hours=1))
+        assert not upload.exists(), f"an upload older than two days survived the sweep (age {age_s} s)"
