@@ -4,8 +4,9 @@
 
 ``--answers`` takes two ``--json`` outputs of ``benchmarks/answers.py``: per model and question it compares the answer
 text, whether it refused and the cited pages (the behaviour), and also the refusal reason, whether the LLM was called
-and the pages shown to it; the calibration's best dense cosines per question; and the quality metrics (timings left
-out: they measure the machine, not the behaviour).
+and the pages shown to it; the LLM's fingerprint (prompt tokens, tokens of its raw reply, the gate's P(yes)), which
+tells a changed prompt or generation from a change in what is done with the reply; the calibration's best dense
+cosines per question; and the quality metrics (timings left out: they measure the machine, not the behaviour).
 ``--retrieval`` takes two ``--json`` outputs of ``benchmarks/retrieval.py``: per question the hybrid rank of the first
 gold page (both golds) and the top-5 pages; the hit@k / MRR metrics of every mode; the chunk and page counts.
 
@@ -22,9 +23,12 @@ from pathlib import Path
 # Per-question fields of answers.py records. BEHAVIOUR is what issue 17 asks to keep; CONTEXT explains a difference.
 BEHAVIOUR = ("answer", "refused", "cited_pages")
 CONTEXT = ("reason", "llm_called", "shown_pages")
+# What the LLM was given and gave back: equal fingerprints with a different answer mean the reply was post-processed
+# differently (citation repair, grounding), not that the prompt or the generation changed.
+FINGERPRINT = ("prompt_tokens", "answer_tokens", "gate_p")
 # Metric keys that are timings or memory: they vary run to run on a shared machine.
 TIMING_SUFFIXES = ("_s", "_ms", "_mb", "tokens_per_s")
-# Dense cosines are computed with float32 arithmetic: equal to this many decimals counts as equal.
+# Cosines and the gate's P(yes) come from float32 arithmetic: equal to this many decimals counts as equal.
 COSINE_DECIMALS = 6
 
 
@@ -53,6 +57,15 @@ def _short(value: object, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
+def _fingerprint(record: dict) -> dict:
+    gate = record.get("gate_p")
+    return {
+        "prompt_tokens": record.get("prompt_tokens"),
+        "answer_tokens": record.get("answer_tokens"),
+        "gate_p": None if gate is None else round(gate, COSINE_DECIMALS),
+    }
+
+
 def _quality(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.endswith(TIMING_SUFFIXES)}
 
@@ -64,8 +77,9 @@ def compare_answers(before: dict, after: dict) -> list[Report]:
         b, a = before["models"].get(model), after["models"].get(model)
         behaviour = Report(f"answers [{model}] per question ({', '.join(BEHAVIOUR)})")
         context = Report(f"answers [{model}] per question context ({', '.join(CONTEXT)})")
+        fingerprint = Report(f"answers [{model}] per question LLM fingerprint ({', '.join(FINGERPRINT)})")
         metrics = Report(f"answers [{model}] quality metrics")
-        reports += [behaviour, context, metrics]
+        reports += [behaviour, context, fingerprint, metrics]
         if b is None or a is None:
             behaviour.diffs.append(f"  model {model} is only in the {'after' if b is None else 'before'} run")
             continue
@@ -75,8 +89,11 @@ def compare_answers(before: dict, after: dict) -> list[Report]:
             if qid not in rb or qid not in ra:
                 behaviour.diffs.append(f"  {qid}: only in the {'after' if qid not in rb else 'before'} run")
                 continue
-            behaviour.check(qid, {f: rb[qid].get(f) for f in BEHAVIOUR}, {f: ra[qid].get(f) for f in BEHAVIOUR})
+            fb, fa = _fingerprint(rb[qid]), _fingerprint(ra[qid])
+            label = qid if fb == fa else f"{qid} (LLM fingerprint differs)"
+            behaviour.check(label, {f: rb[qid].get(f) for f in BEHAVIOUR}, {f: ra[qid].get(f) for f in BEHAVIOUR})
             context.check(qid, {f: rb[qid].get(f) for f in CONTEXT}, {f: ra[qid].get(f) for f in CONTEXT})
+            fingerprint.check(qid, fb, fa)
         qb, qa = _quality(b["metrics"]), _quality(a["metrics"])
         for key in sorted(set(qb) | set(qa)):
             metrics.check(key, qb.get(key), qa.get(key))
