@@ -38,7 +38,13 @@ _MIN_NULL_PER_LANG = 10  # fewer unrelated examples in a language than this: poo
 _STD_FLOOR = 0.01  # cosine spread below this is noise (a one-passage knowledge base)
 # Function words carry no evidence however rare they are in short messages ("so", "your"); stems included, since
 # the words are compared as the knowledge base's search terms.
-_STOP = STOPWORDS | {t for w in STOPWORDS for t in search_tokens(w)}
+# Chinese is indexed as character bigrams: these are the bigrams of question and function words.
+_ZH_FUNCTION = frozenset(
+    """什么 哪些 哪个 哪里 怎么 怎样 如何 为什 可以 能否 是否 没有 有没 多少 问题 一下 请问 好的 非常 别的 这个 那个
+    这些 那些 我们 你们 他们 以及 还有 其他 一些 需要 应该 不是 就是 因为 所以 但是 如果 这样 那么 已经 一个 有哪 有什
+    是什 么是 的是""".split()
+)
+_STOP = STOPWORDS | {t for w in STOPWORDS for t in search_tokens(w)} | _ZH_FUNCTION
 
 
 def content_terms(text: str) -> set[str]:
@@ -121,7 +127,7 @@ class _Profile:
     background: Background
     n: int  # passages
     postings: dict[str, np.ndarray]  # token -> sorted passage rows containing it
-    null_lexical: float  # 95th percentile of the unrelated messages' lexical scores
+    null_lexical: dict[str, float]  # language -> 95th percentile of the unrelated messages' lexical scores
     null_dense: dict[str, tuple[float, float]]  # language -> (mean, std) of unrelated messages' best cosine
     seconds: float = 0.0
 
@@ -153,8 +159,9 @@ class EvidenceScorer:
             total += profile.n
             score, coverage, terms = _lexical(profile, tokens)
             # The knowledge base where the message stands out most from unrelated messages.
-            if lex is None or score - profile.null_lexical > lex[0] - lex[1]:
-                lex = (score, profile.null_lexical, coverage, terms)
+            typical = profile.null_lexical.get(lang, profile.null_lexical["all"])
+            if lex is None or score - typical > lex[0] - lex[1]:
+                lex = (score, typical, coverage, terms)
             if vector is not None:
                 found = kb.search_dense(vector, 1)
                 if found:
@@ -187,11 +194,11 @@ class EvidenceScorer:
         if profile.n:
             log.info(
                 "routing statistics for a knowledge base of %d passages (version %d) in %.2f s: unrelated messages "
-                "score lexical %.2f, cosine %s",
+                "score lexical %s, cosine %s",
                 profile.n,
                 version,
                 profile.seconds,
-                profile.null_lexical,
+                ", ".join(f"{k} {v:.2f}" for k, v in profile.null_lexical.items()),
                 ", ".join(f"{k} {m:.3f}±{s:.3f}" for k, (m, s) in profile.null_dense.items()),
             )
         return profile if profile.n else None
@@ -240,11 +247,20 @@ def _build_profile(kb: SearchableKb, version: int, background: Background) -> _P
         for token in set(search_tokens(chunk.text + " " + chunk.heading)):
             rows.setdefault(token, []).append(i)
     postings = {t: np.asarray(r, dtype=np.int64) for t, r in rows.items()}
-    profile = _Profile(version, background, len(chunks), postings, 0.0, {})
+    profile = _Profile(version, background, len(chunks), postings, {"all": 0.0}, {})
     if not chunks:
         return profile
-    null_lex = [_lexical(profile, set(tokens))[0] for tokens in background.null_tokens]
-    profile.null_lexical = float(np.percentile(null_lex, 95)) if null_lex else 0.0
+    # Per language: Chinese messages share function bigrams with a Chinese knowledge base that English ones cannot.
+    lexical: dict[str, list[float]] = {}
+    for tokens, lang in zip(background.null_tokens, background.null_langs, strict=True):
+        score = _lexical(profile, set(tokens))[0]
+        lexical.setdefault(lang, []).append(score)
+        lexical.setdefault("all", []).append(score)
+    profile.null_lexical = {
+        lang: float(np.percentile(v, 95))
+        for lang, v in lexical.items()
+        if lang == "all" or len(v) >= _MIN_NULL_PER_LANG
+    } or {"all": 0.0}
     cosines: dict[str, list[float]] = {}
     for vec, lang in zip(background.null_vecs, background.null_langs, strict=True):
         found = kb.search_dense(vec, 1)

@@ -150,6 +150,7 @@ class Features:
     class_sims: dict[str, float] = field(default_factory=dict)  # mean of the top-k cosines per label
     class_max: dict[str, float] = field(default_factory=dict)  # the single closest example per label
     kb: KbEvidence | None = None  # evidence from the knowledge bases in view (None: none were given)
+    kb_beyond_faq: bool = False  # the words matched in the knowledge base include some the matched FAQ entry lacks
 
 
 # --------------------------------------------------------------------------- text rules
@@ -181,7 +182,7 @@ _ACK_EN = (
 _GREET_ZH = (
     r"(?:你好|您好|你们好|大家好|嗨|哈喽|哈啰|嘿|早上好|早安|上午好|中午好|下午好|晚上好|在吗|在不在)(?:呀|啊|哇|哦)?"
 )
-_THANKS_ZH = r"(?:好的|好)?(?:谢谢|多谢|感谢|谢了|非常感谢|太感谢了|辛苦了)(?:你|您|啦|了|哈|呀)?"
+_THANKS_ZH = r"(?:好的|好)?\s?(?:谢谢|多谢|感谢|谢了|非常感谢|太感谢了|辛苦了)(?:你|您|啦|了|哈|呀)?"
 _BYE_ZH = r"(?:再见|拜拜|回头见|下次见|晚安)(?:啦|了|呀)?"
 _ACK_ZH = r"(?:好|好的|嗯|嗯嗯|哦|噢|行|可以|明白|明白了|知道了|收到|了解|哈哈+|好吧)(?:的|啦|了)?"
 
@@ -236,6 +237,8 @@ _VOCAB_EN = re.compile(
     r"margins?|ebitda|ebit|cash ?flow|capex|capital expenditure|"
     r"working capital|capital allocation|dividends?|debt|liabilit\w*|assets?|earnings|eps|sales|"
     r"expenses?|inventor\w*|acquisitions?|segments?|fiscal|fy\d*|quarter\w*|10-k|10-q|8-k|filing|company|"
+    # amounts (not currency names: an exchange rate is world knowledge) and corporate transactions
+    r"million|billion|spin[- ]?offs?|divest\w*|mergers?|ipo|"
     r"companies|investors?|financ\w*|green bonds?|rating|ratings|regulation|standards?|framework|guidelines?|"
     r"hydrogen|solar|wind|coal|oil|steel|cement|mining|aluminium|aluminum|copper|shipping|aviation|"
     r"vehicles?|battery|batteries|adaptation|resilience|physical risks?|document|documents|pdf|video|page|stores?|"
@@ -246,7 +249,8 @@ _VOCAB_ZH = re.compile(
     r"废弃物|废物|回收|污染|生物多样性|环境|社会|治理|董事|高管|薪酬|多元|女性|员工|雇员|安全|健康|供应链|"
     r"供应商|披露|报告|目标|转型|抵消|碳汇|强度|足迹|利益相关|道德|腐败|合规|审计|风险|情景|温升|营收|收入|"
     r"利润|现金流|资本|分红|股东|负债|资产|财务|融资|绿色|债券|贷款|评级|指数|政策|监管|准则|标准|框架|指引|"
-    r"上市|公司|企业|交易所|责任|实质性|重要性|范围[一二三123]|文档|文件|视频|页|经理|董事长|总裁|门店|工厂|产品|客户",
+    r"上市|公司|企业|交易所|责任|实质性|重要性|范围[一二三123]|文档|文件|视频|页|经理|董事长|总裁|门店|工厂|产品|客户|"
+    r"万元|亿元",
 )
 # Markers of a question about particular documents: years, fiscal periods, "the company", quantities asked for.
 _SPECIFIC_EN = re.compile(
@@ -259,15 +263,20 @@ _SPECIFIC_EN = re.compile(
     r"\b\d+(?:\.\d+)? ?(?:%|percent|tons?|tonnes?|mt|kt|gw|mw|mwh|gwh|twh|million|billion)(?!\w)",
 )
 # A reference to a document or an answer format: a question about the documents even without ESG vocabulary.
+# Uploaded talks and recordings count: "the speaker", "the clip", 录音 (a recording), 这段讲话 (this speech).
 _DOCREF = re.compile(
     r"\baccording to\b|\bmentioned\b|\bstated\b|\b(?:list|float|integer|string) format\b|"
-    r"\b(?:the|this|that) (?:document|text|figure|table|chart|study|survey|video|briefing|recording|pdf)\b|"
-    r"\bin the (?:report|documents?|pdf|file|video)\b|"
-    r"根据|文中|(?:文件|报告|文档|视频)(?:中|里)|提到|所述|第.{1,3}页",
+    r"\b(?:the|this|that) (?:document|text|figure|table|chart|study|survey|video|briefing|recording|pdf|clip|audio|"
+    r"speech|speaker|talk|transcript|interview|podcast|guide|handbook|methodology)\b|"
+    r"\b(?:the|this|that) [\w-]+ (?:guide|handbook|methodology|clip|recording|speech|transcript|interview)\b|"
+    r"\bin the (?:report|documents?|pdf|file|video|clip|recording|audio|speech|transcript|guide)\b|"
+    r"根据|文中|(?:文件|报告|文档|视频|录音|音频|讲话|演讲|发言|指引|手册)(?:中|里)|提到|所述|第.{1,3}页|"
+    r"录音|音频|这段(?:话|讲话|演讲|发言|视频|录音)|演讲者|讲话人|发言人|说话人",
 )
 _SPECIFIC_ZH = re.compile(
     r"\d{4} ?年|(?:该|这家|这个|这份|此|其)(?:公司|企业|集团|报告|文件)|公司的|年报|财报|多少|几(?:个|家|项|年|次)|"
-    r"比例|百分比|占比|总(?:量|额|计|数)|最(?:高|低|大|小|多|少)|哪(?:个|些)?(?:国家|地区|行业|公司|年)",
+    r"比例|百分比|占比|总(?:量|额|计|数)|最(?:高|低|大|小|多|少)|哪(?:个|些)?(?:国家|地区|行业|公司|年)|"
+    r"多久|多长时间|何时|什么时候",
 )
 _ZH_ENTITY = re.compile(r"公司|企业|集团")
 # A leading Chinese name before a possessive or verb: 腾讯如何…, 阿里巴巴的…, 三星2023年…
@@ -394,7 +403,8 @@ def kb_absent(e: KbEvidence | None, t: Thresholds) -> bool:
         return False
     if not e.chunks:
         return True
-    lexical = e.lexical > e.lexical_typical and e.lexical >= t.kb_lexical / 2
+    # One common word in a passage ("world", 国家) is no sign: the words must stand out as for strong evidence.
+    lexical = e.lexical - e.lexical_typical >= t.kb_lexical_margin and e.coverage >= t.kb_coverage
     return not lexical and (e.dense_z is None or e.dense_z < t.kb_none_z)
 
 
@@ -415,8 +425,9 @@ def decide(f: Features, t: Thresholds) -> tuple[str, float, str | None, str]:
         rival = max((v for label, v in f.class_max.items() if label != f.entry_kind), default=0.0)
         close = f.entry_sim >= t.faq_min and f.entry_sim - rival >= t.faq_margin
         if exact or (close and not f.followup and not f.specific):
-            if strong and not exact and f.entry_kind != "faq":
-                return "rag", rag_sim, None, f"kb:{strong}"  # "what can you do?" wording, but about the documents
+            # "What can you do?" wording, or an FAQ topic, but about what the documents say and the entry doesn't.
+            if strong and not exact and (f.entry_kind != "faq" or (strong == "lexical" and f.kb_beyond_faq)):
+                return "rag", rag_sim, None, f"kb:{strong}"
             return f.entry_kind, f.entry_sim, f.entry_id, "faq"
     if f.knowledge or f.followup:
         return "rag", rag_sim, None, "vocabulary" if f.knowledge else "followup"
@@ -749,6 +760,7 @@ class Router:
         evidence = None
         if kbs is not None and bank.background is not None:
             evidence = self.evidence.evidence(kbs, sig.text, q, sig.lang, bank.background)
+        beyond = evidence is not None and any(term not in blob for term in evidence.terms)
         return Features(
             text=sig.text,
             lang=sig.lang,
@@ -764,6 +776,7 @@ class Router:
             class_sims=class_sims,
             class_max=class_max,
             kb=evidence,
+            kb_beyond_faq=beyond,
         )
 
     def classify(self, message: str | Query, kbs: Sequence[SearchableKb] | None = None) -> Route:
