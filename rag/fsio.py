@@ -29,10 +29,15 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path | str, mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
+def atomic_file(
+    path: Path | str, mode: str = "wb", encoding: str | None = None, *, fsync: bool = True
+) -> Iterator[IO[Any]]:
     """Open a temp file beside ``path`` for writing (``mode`` ``"wb"`` or ``"w"``); when the block ends normally it
     is flushed, fsynced and renamed over ``path``, and the folder is fsynced. When the block raises, the temp file
-    is removed and ``path`` is untouched. For streamed writes (joining model parts); see also ``atomic_write``."""
+    is removed and ``path`` is untouched. For streamed writes (joining model parts); see also ``atomic_write``.
+
+    ``fsync=False`` keeps the rename (never half a file) but skips both fsyncs: for a copy that the commit point
+    written after it (the index manifest) does not depend on being on disk yet."""
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_file writes a whole new file: mode must be 'wb' or 'w', not {mode!r}")
     path = Path(path)
@@ -42,12 +47,14 @@ def atomic_file(path: Path | str, mode: str = "wb", encoding: str | None = None)
         with os.fdopen(fd, mode, encoding=encoding if mode == "w" else None) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if fsync:
+        fsync_dir(path.parent)
 
 
 def atomic_write(path: Path | str, data: bytes | str) -> None:
@@ -60,7 +67,7 @@ def atomic_write(path: Path | str, data: bytes | str) -> None:
             fh.write(data)
 
 
-def atomic_copy(src: Path | str, dest: Path | str) -> None:
-    """Copy ``src`` to ``dest`` atomically and durably (streamed: any size)."""
-    with open(src, "rb") as inp, atomic_file(dest, "wb") as out:
+def atomic_copy(src: Path | str, dest: Path | str, *, fsync: bool = True) -> None:
+    """Copy ``src`` to ``dest`` atomically and (with ``fsync``) durably; streamed, so any size."""
+    with open(src, "rb") as inp, atomic_file(dest, "wb", fsync=fsync) as out:
         shutil.copyfileobj(inp, out)

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -30,39 +28,13 @@ import numpy as np
 from rag.bm25 import BM25, tokenize
 from rag.embed import Embedder
 from rag.errors import RagError, RebuildNeeded
+from rag.fsio import atomic_copy, atomic_write
 from rag.types import Chunk, DocMeta, Document, Source
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def chunk_to_json(chunk: Chunk) -> dict:
@@ -365,12 +337,10 @@ class KnowledgeBase:
                 "documents": [document_to_json(d) for d in sorted(self._docs.values(), key=lambda d: d.name)],
             }
             try:
-                atomic_write_bytes(directory / f"chunks-{gen}.jsonl", lines.encode("utf-8"))
+                atomic_write(directory / f"chunks-{gen}.jsonl", lines.encode("utf-8"))
                 index_bytes = faiss.serialize_index(self._index).tobytes()
-                atomic_write_bytes(directory / f"index-{gen}.faiss", index_bytes)
-                atomic_write_bytes(
-                    directory / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
-                )
+                atomic_write(directory / f"index-{gen}.faiss", index_bytes)
+                atomic_write(directory / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
             except OSError as exc:
                 for name in (f"chunks-{gen}.jsonl", f"index-{gen}.faiss"):
                     (directory / name).unlink(missing_ok=True)
@@ -385,15 +355,8 @@ class KnowledgeBase:
         dest = self.directory / "sources" / doc.sha256 / doc.name
         if dest.exists():
             return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".src.", dir=dest.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Renamed into place, not fsynced: as before, only save() (its manifest) is the durable commit point.
+        atomic_copy(source, dest, fsync=False)
 
     def _collect_garbage(self, gen: int) -> None:
         assert self.directory is not None

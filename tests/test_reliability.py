@@ -42,12 +42,12 @@ DRIVER = textwrap.dedent(
         time.sleep(600)
 
     if pause_at == "save":
-        real = rag.index.atomic_write_bytes
+        real = rag.index.atomic_write
         def slow_write(path, data):
             if path.name == "manifest.json":
                 pause()
             real(path, data)
-        rag.index.atomic_write_bytes = slow_write
+        rag.index.atomic_write = slow_write
     elif pause_at == "embed":
         real_embed = rag.ingest.Ingestor._embed
         def slow_embed(self, chunks, step):
