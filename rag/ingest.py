@@ -340,10 +340,13 @@ class Ingestor:
         texts = self.embed_texts(chunks)
         t0 = time.perf_counter()
         parts = []
-        batch = 64
+        # Progress after every batch the embedder computes at once (its own batch size: the same calls, so the same
+        # vectors and speed as one call for all), so the bar moves while a long document is embedded.
+        batch = max(1, int(getattr(self.embedder, "batch_size", 32)))
         for start in range(0, len(texts), batch):
             step(0.3 + 0.65 * start / len(texts), f"embedding {start}/{len(texts)} passages")
             parts.append(self.embedder.passages(texts[start : start + batch]))
+        step(0.95, f"embedded {len(texts)} passages")
         self.timings["embed"] += time.perf_counter() - t0
         return np.vstack(parts)
 

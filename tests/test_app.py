@@ -26,6 +26,7 @@ EN_PDF = ROOT / "assets" / "northwind_metals_sustainability_report_2023.pdf"
 ZH_PDF = ROOT / "assets" / "qinghe_energy_esg_report_2023_zh.pdf"
 BRIEFING = ROOT / "assets" / "northwind_metals_briefing_2023.mp4"
 BAD_PDF = "bad_pdfs/qpdf/issue-101.pdf"  # "Cannot find Root object": pypdf cannot open it
+COSTCO = "esg_pdfs/climretrieve_costco_climate_action_plan.pdf"  # 58 passages (the issue's "embedding 0/58")
 
 
 def handler(demo: gr.Blocks, name: str):
@@ -472,3 +473,21 @@ def test_an_empty_or_overlong_question_gets_a_message(make_app):
     ui.lang = "zh"
     with pytest.warns(UserWarning, match="请先输入问题"):
         take(" ", [], ui)
+
+
+def test_upload_reports_embedding_progress_as_it_goes(make_app, testdata, tmp_path):
+    """The upload bar moves while a report is embedded (it sat at "embedding 0/58" until the end): one progress
+    message per embedder batch, rising, with the count of passages done."""
+    _, demo, ctl = make_app()
+    pdf = tmp_path / "up" / Path(COSTCO).name
+    pdf.parent.mkdir()
+    shutil.copyfile(testdata / COSTCO, pdf)
+    progress = Recorder()
+    last(handler(demo, "on_upload")([str(pdf)], ctl.new_session(), progress=progress))
+    embedding = [(f, m) for f, m in progress.calls if m and "embedding " in m]
+    done = [int(re.search(r"embedding (\d+)/(\d+)", m).group(1)) for _, m in embedding]
+    total = int(re.search(r"embedding \d+/(\d+)", embedding[0][1]).group(1))
+    assert total > 32 and done == list(range(0, total, 32)), (total, done)  # one report per batch of 32
+    fractions = [f for f, _ in embedding]
+    assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions)
+    assert any(m and f"embedded {total} passages" in m for _, m in progress.calls)
