@@ -1,7 +1,7 @@
 """The text toolkit: the one place for CJK character classes, language detection, sentence splitting, tokens for word
-overlap, stopwords, refusal detection and citation stripping, in English and Chinese.
+overlap, stopwords, refusal detection, citation stripping and figure normalisation, in English and Chinese.
 
-Pure functions on ``str``: no model, no I/O, only ``re`` and ``unicodedata`` (importing it costs nothing).
+Pure functions on ``str``: no model, no I/O, only the standard library (importing it costs nothing).
 
 Where two callers need different behaviour the variants sit side by side here, named for their job, and say how
 they differ. They differ because scores and ranks were measured with them (docs/BENCHMARKS.md): the BM25 terms, the
@@ -20,12 +20,14 @@ Tokens and stopwords: ``cjk_bigrams``; ``search_tokens`` (BM25), ``overlap_units
 ``KEY_TERM_STOPWORDS``, ``QUESTION_WORDS``.
 Citations and refusals: ``CITATION``, ``strip_citations``; ``is_refusal`` (the app's), ``is_refusal_statement`` and
 ``only_states_absence`` (for reference answers and statement checks in the evaluation).
+Figures: ``Figure``, ``extract_figures``, ``figure_matches``, ``figure_in``, ``chinese_number`` (the grounding check).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 
 # --- character classes -------------------------------------------------------------------------------------------
 
@@ -401,7 +403,6 @@ def only_states_absence(text: str) -> bool:
 
 
 # --- Figures (number normalisation) ---
-from dataclasses import dataclass  # noqa: E402 - the Figures section is appended to the toolkit, its import here
 
 # Figures are what a small model most often gets wrong, so the grounding check (rag/ground.py) compares every figure
 # an answer states with the figures of the passage it cites. Both sides are normalised first, so the same quantity
