@@ -491,3 +491,18 @@ def test_upload_reports_embedding_progress_as_it_goes(make_app, testdata, tmp_pa
     fractions = [f for f, _ in embedding]
     assert fractions == sorted(fractions) and len(set(fractions)) == len(fractions)
     assert any(m and f"embedded {total} passages" in m for _, m in progress.calls)
+
+
+def test_clicking_an_example_asks_it(make_app):
+    """An example question fills the box and is asked at once: its click (Gradio's ``load_example``) is followed by
+    the same take-then-stream steps as the Ask button."""
+    _, demo, _ = make_app()
+    deps = {d["id"]: d for d in demo.config["dependencies"]}
+    names = {i: f.name for i, f in demo.fns.items()}
+    [click] = [i for i, name in names.items() if name == "load_example"]
+    [take] = [i for i, d in deps.items() if d.get("trigger_after") == click]
+    assert names[take] == "take_question"
+    [stream] = [i for i, d in deps.items() if d.get("trigger_after") == take]
+    assert names[stream] == "stream_answer"
+    ask = [i for i, name in names.items() if name == "take_question"]
+    assert len(ask) == 3  # Enter, the Ask button, an example

@@ -37,6 +37,7 @@ class ChatView:
     msg: gr.Textbox
     send_btn: gr.Button
     clear_btn: gr.Button
+    examples: gr.Examples
     pending: gr.State  # the question taken from the box, handed to the streaming step
 
     def relabel(self, lang: str) -> list[tuple[gr.components.Component, object]]:
@@ -46,6 +47,7 @@ class ChatView:
             (self.msg, gr.Textbox(placeholder=t(lang, "placeholder"))),
             (self.send_btn, gr.Button(value=t(lang, "send"))),
             (self.clear_btn, gr.Button(value=t(lang, "clear"))),
+            (self.examples.dataset, gr.Dataset(label=t(lang, "examples"))),
         ]
 
 
@@ -88,9 +90,9 @@ def build_conversation(lang: str) -> ChatView:
             elem_id="esg-question",
         )
         send_btn = gr.Button(t(lang, "send"), variant="primary", scale=1, elem_id="esg-send")
-    gr.Examples(EXAMPLES, inputs=[msg], label="Examples · 示例问题", examples_per_page=6)
+    examples = gr.Examples(EXAMPLES, inputs=[msg], label=t(lang, "examples"), examples_per_page=6)
     clear_btn = gr.Button(t(lang, "clear"), size="sm", variant="secondary")
-    return ChatView(chatbot, msg, send_btn, clear_btn, gr.State(""))
+    return ChatView(chatbot, msg, send_btn, clear_btn, examples, gr.State(""))
 
 
 def build_scope(lang: str) -> ScopeView:
@@ -162,7 +164,8 @@ def wire(ctl: Controller, view: ChatView, scope: ScopeView, ui_state: gr.State) 
             raise gr.Error(message) from exc
 
     ask_inputs = [view.pending, view.chatbot, ui_state, scope.mode, scope.docs, scope.company]
-    for trigger in (view.msg.submit, view.send_btn.click):
+    # Enter, the Ask button, and a click on an example question (after it fills the box) ask.
+    for trigger in (view.msg.submit, view.send_btn.click, view.examples.load_input_event.then):
         trigger(
             take_question,
             [view.msg, view.chatbot, ui_state],
