@@ -43,7 +43,7 @@ class ChatView:
     def relabel(self, lang: str) -> list[tuple[gr.components.Component, object]]:
         """(component, update) pairs for the language toggle."""
         return [
-            (self.chatbot, gr.Chatbot(label=t(lang, "chat_label"))),
+            (self.chatbot, gr.Chatbot(label=t(lang, "chat_label"), placeholder=placeholder_html(lang))),
             (self.msg, gr.Textbox(placeholder=t(lang, "placeholder"))),
             (self.send_btn, gr.Button(value=t(lang, "send"))),
             (self.clear_btn, gr.Button(value=t(lang, "clear"))),
@@ -67,17 +67,27 @@ class ScopeView:
         ]
 
 
+def placeholder_html(lang: str) -> str:
+    """What an empty conversation shows."""
+    return f"<div style='text-align:center;opacity:.7'>{esc(t(lang, 'chat_placeholder'))}</div>"
+
+
 def build_conversation(lang: str) -> ChatView:
     """The conversation, question box, examples and New-conversation button; call inside the tab's column."""
+    # No floating label (it covered the messages scrolled under it); the height follows the conversation, from
+    # min_height up to max_height, then it scrolls (a fixed height left a white area under short conversations).
     chatbot = gr.Chatbot(
         label=t(lang, "chat_label"),
-        height=560,
+        show_label=False,
+        height=None,
+        min_height=260,
+        max_height=620,
         layout="panel",
         latex_delimiters=[],
         feedback_options=None,
         buttons=[],  # its copy buttons would copy our HTML markup, not the answer text
         elem_id="esg-chat",
-        placeholder="<div style='text-align:center;opacity:.7'>Ask a question about the documents · 请就文档提问</div>",
+        placeholder=placeholder_html(lang),
     )
     with gr.Row(equal_height=True):
         msg = gr.Textbox(

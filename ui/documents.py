@@ -22,6 +22,12 @@ def transcript_headers(lang: str) -> list[str]:
     return [t(lang, "col_start"), t(lang, "col_end"), t(lang, "col_text")]
 
 
+def upload_classes(lang: str) -> list[str]:
+    """CSS classes of an upload area: ``esg-zh`` shows Gradio's built-in "Drop File Here - or - Click to Upload" in
+    Chinese (ui/style.css). Gradio picks that text from the browser's language, not from the app's toggle."""
+    return ["esg-zh"] if lang == "zh" else []
+
+
 @dataclass
 class UploadView:
     """The upload area in the chat tab's side column, with the per-file result lines under it."""
@@ -32,7 +38,7 @@ class UploadView:
 
     def relabel(self, lang: str) -> list[tuple[gr.components.Component, object]]:
         return [
-            (self.upload, gr.File(label=t(lang, "upload"))),
+            (self.upload, gr.File(label=t(lang, "upload"), elem_classes=upload_classes(lang))),
             (self.private_note, gr.Markdown(t(lang, "upload_private"))),
         ]
 
@@ -62,7 +68,11 @@ class DocsView:
             (self.table, gr.Dataframe(value=rows or None, headers=headers, label=t(lang, "docs_table"))),
             (self.delete_pick, gr.Dropdown(label=t(lang, "delete_pick"))),
             (self.transcript_pick, gr.Dropdown(label=t(lang, "transcript_pick"))),
-            (self.transcript_table, gr.Dataframe(label=t(lang, "transcript"), headers=transcript_headers(lang))),
+            # An empty table in the new language: the headers of a table shown are part of its value.
+            (
+                self.transcript_table,
+                gr.Dataframe(value=None, label=t(lang, "transcript"), headers=transcript_headers(lang)),
+            ),
         ]
 
 

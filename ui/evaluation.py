@@ -22,6 +22,7 @@ import gradio as gr
 
 from rag.errors import RagError
 from ui.controller import Controller, UiSession
+from ui.documents import upload_classes
 from ui.i18n import t
 from ui.render import report_for_display
 
@@ -181,7 +182,7 @@ class EvalTab:
         """(component, update) pairs for the language toggle."""
         return [
             (self.intro, gr.Markdown(intro_text(lang, self.sample_size))),
-            (self.file, gr.File(label=t(lang, "eval_upload"))),
+            (self.file, gr.File(label=t(lang, "eval_upload"), elem_classes=upload_classes(lang))),
             (self.mode, gr.Radio(choices=mode_choices(lang), label=t(lang, "eval_mode"))),
             (self.judge, gr.Radio(choices=judge_choices(lang), label=t(lang, "eval_judge"))),
             (self.limit, gr.Number(label=t(lang, "eval_limit"))),

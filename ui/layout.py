@@ -115,6 +115,9 @@ def build_ui(
             ui.lang = lang
             return tuple(update for _, update in relabel(lang, ctl.docs_rows(ui)))
 
-        toggled = [component for component, _ in relabel(lang0, [])]  # no rows: building reads no knowledge base
+    # The components the toggle changes, listed outside the Blocks: an update made inside would render as a second
+    # copy of the component. No rows: building reads no knowledge base.
+    toggled = [component for component, _ in relabel(lang0, [])]
+    with demo:
         lang_radio.change(on_lang, [lang_radio, ui_state], toggled, queue=False)
     return demo
