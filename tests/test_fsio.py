@@ -35,3 +35,21 @@ def test_atomic_copy_and_mode(tmp_path):
     assert dest.read_bytes() == src.read_bytes()
     with pytest.raises(ValueError), atomic_file(dest, "ab"):
         pass
+
+
+def test_fsync_false_renames_without_fsync(tmp_path, monkeypatch):
+    """The index stores document copies this way: never half a file, and no fsync (a full disk reports at save)."""
+    import os
+
+    def no_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    src = tmp_path / "a.pdf"
+    src.write_bytes(b"%PDF-1.7")
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    atomic_copy(src, tmp_path / "copy.pdf", fsync=False)
+    assert (tmp_path / "copy.pdf").read_bytes() == b"%PDF-1.7"
+    with pytest.raises(OSError):
+        atomic_copy(src, tmp_path / "durable.pdf")
+    assert not (tmp_path / "durable.pdf").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "copy.pdf"]
