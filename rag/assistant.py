@@ -324,7 +324,7 @@ class Assistant:
     @staticmethod
     def eval_sample_size() -> int:
         """Questions in the bundled sample QA set (0 when it is missing)."""
-        from rag.evaluate import SAMPLE_QA_PATH
+        from rag.qa import SAMPLE_QA_PATH
 
         try:
             return sum(1 for line in SAMPLE_QA_PATH.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -353,7 +353,9 @@ class Assistant:
         question; an exception it raises ends the run. Raises ``RagError`` for a bad QA file, an unknown mode or an
         empty knowledge base.
         """
-        from rag.evaluate import SAMPLE_QA_PATH, EvalConfig, load_qa, run_eval, write_report
+        from rag.evaluate import EvalConfig, run_eval
+        from rag.qa import SAMPLE_QA_PATH, load_qa
+        from rag.report import write_report
 
         config = EvalConfig(mode)  # validates the mode
         if qa_file:
@@ -369,7 +371,7 @@ class Assistant:
             rows = rows[:limit]
         missing = tuple(sorted({r.doc for r in rows if r.doc and r.doc not in known}))
         report = run_eval(
-            self, rows, cache_dir, progress, config=config, judge_llm=judge, qa_source=source, session=session
+            self, rows, config, judge=judge, cache_dir=cache_dir, session=session, qa_source=source, progress=progress
         )
         report_md, charts = write_report(report, out_dir)
         return Evaluation(

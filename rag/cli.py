@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("rebuild", help="rebuild the index from the stored source files")
     kb_arg(sp)
     sp = sub.add_parser("eval", help="score the pipeline on a QA set (retrieval, faithfulness, relevance, correctness)")
-    sp.add_argument("--qa", type=Path, required=True, help="JSONL rows: question, answer, doc, page(s), evidence")
+    sp.add_argument("--qa", type=Path, default=None, help="JSONL rows: question, answer, doc, page(s), evidence")
     sp.add_argument("--docs", type=Path, default=None, help="ingest the QA set's documents from here into a scratch KB")
     sp.add_argument("--llm", dest="llms", action="append", default=[], help="small, large or .gguf (repeat: compare)")
     sp.add_argument("--judge", default="same", help="judge model: same (as --llm), none, small, large or .gguf")
@@ -152,6 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--compare", action="store_true", help="run dense, bm25 and hybrid (for each --llm) side by side")
     sp.add_argument("--limit", type=int, default=None, help="only the first N questions")
     sp.add_argument("--out", type=Path, default=Path("eval_out"), help="report, charts and resume cache go here")
+    sp.add_argument(
+        "--agreement", action="store_true", help="instead of a QA set: agreement of the --judge checks with --labels"
+    )
+    sp.add_argument("--labels", type=Path, default=None, help="hand-labelled judge cases (default: the bundled set)")
     kb_arg(sp)
     return p
 
@@ -189,28 +193,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from rag.assistant import Assistant
 
     if args.command == "eval":
-        from rag.evaluate import eval_command
-
-        if args.docs is not None and args.kb is not None:
-            raise ConfigError("give --docs (a scratch knowledge base) or --kb (an existing one), not both")
-        bar = _Bar()
-        try:
-            text, code = eval_command(
-                settings,
-                args.qa,
-                docs=args.docs,
-                llms=args.llms,
-                judge=args.judge,
-                out=args.out,
-                mode=args.mode,
-                compare=args.compare,
-                limit=args.limit,
-                progress=bar,
-            )
-        finally:
-            bar.done()
-        print(text)
-        return code
+        return _agreement(args, settings) if args.agreement else _eval(args, settings)
     assistant = Assistant(settings)
     if args.command == "ingest":
         from rag.ingest import expand_paths
@@ -287,3 +270,87 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{'ok  ' if r.ok else 'FAIL'} {r.file}: {r.message}")
         return 0 if all(r.ok for r in results) else 1
     raise AssertionError(args.command)
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    """``eval``: every QA item through the pipeline, scored; prints the summary, writes the report to ``--out``.
+    Returns 1 when a question failed."""
+    from rag.assistant import Assistant
+    from rag.evaluate import MODES, EvalConfig, prepare_kb, run_compare, run_eval
+    from rag.qa import load_qa
+    from rag.report import comparison_table, overall_table, write_comparison, write_report
+
+    if args.docs is not None and args.kb is not None:
+        raise ConfigError("give --docs (a scratch knowledge base) or --kb (an existing one), not both")
+    if args.qa is None:
+        raise ConfigError("give --qa FILE.jsonl (or --agreement to check the judge against the hand labels)")
+    items = load_qa(args.qa)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {args.limit}")
+        items = items[: args.limit]
+    out = Path(args.out)
+    # --compare runs every retrieval mode for every --llm (default: the configured one); several --llm without
+    # --compare compare the models in --mode.
+    models: list[str | None] = list(args.llms) or [None]
+    modes = list(MODES) if args.compare else [args.mode]
+    configs = [EvalConfig(m, llm) for llm in models for m in modes]
+    bar = _Bar()
+    try:
+        assistant = Assistant(settings)
+        if args.docs is not None:
+            assistant = prepare_kb(assistant, args.docs, items, out, bar)
+        source = str(args.qa)
+        if len(configs) == 1:
+            reports = [
+                run_eval(assistant, items, configs[0], judge=args.judge, cache_dir=out, qa_source=source, progress=bar)
+            ]
+            md, charts = write_report(reports[0], out)
+            table = overall_table(reports[0])
+        else:
+            reports = run_compare(
+                assistant, items, configs, judge=args.judge, cache_dir=out, qa_source=source, progress=bar
+            )
+            md, charts = write_comparison(reports, out)
+            table = comparison_table(reports)
+    finally:
+        bar.done()
+    failed = sum(r.failed for r in reports)
+    skipped = len(reports[0].skipped)
+    print(
+        f"{len(reports[0].results)} questions, judge {reports[0].judge}"
+        + (f", {skipped} skipped (document not in the knowledge base)" if skipped else "")
+        + (f", {failed} failed" if failed else "")
+    )
+    print(f"\n{table}\n\nreport: {md}")
+    for p in charts:
+        print(f"chart:  {p}")
+    return 1 if failed else 0
+
+
+def _agreement(args: argparse.Namespace, settings: Settings) -> int:
+    """``eval --agreement``: how well each judge check agrees with the hand labels (``--judge none``: without an LLM;
+    ``same``: the configured model). Prints the table docs/bench/evaluation.md quotes."""
+    import time
+
+    from rag.agreement import LABELS_PATH, agreement, agreement_table, load_labels
+    from rag.embed import make_embedder
+    from rag.judge import Judge
+
+    llm = None
+    if args.judge != "none":
+        from rag.llm import make_llm
+
+        llm = make_llm(settings if args.judge == "same" else settings.replace(llm=args.judge, llm_base_url=""))
+    judge = Judge(llm, make_embedder(settings.embedder, settings.threads))
+    cases = load_labels(args.labels or LABELS_PATH)
+    start = time.perf_counter()
+    print(agreement_table(agreement(cases, judge, llm=llm is not None)))
+    log.info(
+        "%d labelled cases, judge %s, %d LLM calls, %.0f s",
+        len(cases),
+        judge.name,
+        judge.calls,
+        time.perf_counter() - start,
+    )
+    return 0

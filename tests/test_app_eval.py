@@ -13,8 +13,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from rag.evaluate import SAMPLE_QA_PATH, load_qa
 from rag.llm import ScriptedLLM
+from rag.qa import SAMPLE_QA_PATH, load_qa
 from tests.test_evaluate import scripted  # answers with the Scope 1 figure, declines nothing
 from ui import evaluation
 from ui.i18n import t

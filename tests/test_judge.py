@@ -8,23 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from rag.judge import (
-    LLM_METRICS,
-    Judge,
-    agreement,
-    agreement_table,
-    cited_numbers,
-    extract_facts,
-    load_labels,
-    polarity,
-    split_statements,
-    unsupported_facts,
-)
+from rag.agreement import LABELS_PATH, agreement, agreement_table, load_labels
+from rag.errors import ConfigError
+from rag.judge import LLM_METRICS, Judge, cited_numbers, extract_facts, polarity, unsupported_facts
 from rag.llm import ScriptedLLM
-from rag.text import is_refusal, only_states_absence
+from rag.text import is_refusal, only_states_absence, split_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tests" / "data" / "judge_labels.jsonl"
+assert LABELS == LABELS_PATH
 DOC = ROOT / "docs" / "bench" / "evaluation.md"
 
 EMISSIONS = (
@@ -198,6 +190,18 @@ def test_answer_relevance_uses_the_judges_questions_and_the_real_embedder(embedd
     assert judge.answer_relevance("Any question?", "The documents don't answer this.").score is None
 
 
+def test_the_apps_refusal_flag_overrides_reading_the_text(embedder):
+    """The evaluation passes what the app showed (``Answer.refused``); without it the judge reads the text."""
+    judge = Judge(None, embedder)
+    text = "Scope 1 for 2021 is not disclosed [1]."
+    assert judge.answer_relevance("What was Scope 1 in 2021?", text, refused=False).score is not None
+    assert judge.answer_relevance("What was Scope 1 in 2021?", "The documents don't answer this.").score is None
+    assert judge.answer_relevance("What was Scope 1 in 2021?", text, refused=True).score is None
+    # Declining is right when the gold answer says "not disclosed", whoever decided the answer declined.
+    assert judge.correctness("q", text, "Not disclosed.", refused=True) == 1.0
+    assert judge.correctness("q", "The documents don't answer this.", "Not disclosed.") == 1.0
+
+
 # --- agreement with the hand labels -----------------------------------------------------------------------------
 
 
@@ -213,6 +217,14 @@ def test_labelled_sample_is_large_and_varied():
     assert any(not sup for c in cases for _, sup in c.statements)
 
 
+def test_a_bad_labelled_case_names_its_line(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    good = LABELS.read_text(encoding="utf-8").splitlines()[0]
+    path.write_text(good + "\n\n" + '{"id": "x", "question": "q"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"labels.jsonl:3: bad labelled case \(KeyError"):
+        load_labels(path)
+
+
 def test_deterministic_checks_agree_with_the_labels():
     rows = {(a.metric, a.method): a for a in agreement(load_labels(LABELS), Judge(), llm=False)}
     assert rows[("statement split", "sentences")].accuracy >= 0.95
@@ -224,7 +236,7 @@ def test_deterministic_checks_agree_with_the_labels():
 
 def test_docs_quote_the_deterministic_agreement(embedder):
     """docs/bench/evaluation.md quotes these numbers (checks without an LLM, the real embedder); regenerate them
-    there with ``python -m rag.judge --llm none`` when the checks or the labels change."""
+    there with ``python -m rag eval --agreement --judge none`` when the checks or the labels change."""
     table = agreement_table(agreement(load_labels(LABELS), Judge(None, embedder), llm=False))
     doc = DOC.read_text(encoding="utf-8")
     for line in table.splitlines()[2:]:
