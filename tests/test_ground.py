@@ -255,3 +255,13 @@ def test_real_wrong_figure_is_removed_and_the_reason_is_in_ask_json(suez):
     assert removed and removed[0]["reason"] == "no passage found states 9.9 billion m3", data["removed"]
     if not answer.refused:
         assert all("verified" in c for c in data["citations"])
+
+
+def test_the_ui_marks_checked_citations_and_says_what_was_removed_and_why():
+    from ui.render import Renderer
+
+    answer = ask("SUEZ treated 2.8 billion m3 of wastewater [1]. It recycled 9 million tonnes [1].")
+    html = Renderer(lambda source: None).final(answer, "en")
+    assert 'class="esg-cite esg-verified"' in html and "✓ checked" in html
+    assert 'data-removed="1"' in html and "no passage found states 9 million tonnes" in html
+    assert "It recycled 9 million tonnes." in html  # the removed sentence, struck through, under its reason

@@ -10,12 +10,12 @@ from __future__ import annotations
 import html
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from rag.storage import Storage
 from rag.text import HAN, OVERLAP_STOPWORDS, split_sentences, split_statements, strip_citations
-from rag.types import Answer, Citation, Hit, IngestResult, Source
+from rag.types import Answer, Citation, Hit, IngestResult, Removed, Source
 from ui.i18n import has, t
 
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".flac")
@@ -37,23 +37,60 @@ def _inline(text: str) -> str:
     return out.replace("\r", "").replace("\n", "<br>")
 
 
-def render_answer_text(text: str, numbers: dict[int, int] | None = None) -> str:
+def render_answer_text(
+    text: str, numbers: dict[int, int] | None = None, verified: Collection[int] = (), lang: str = "en"
+) -> str:
     """The answer (escaped) with ``[n]`` marks as small citation chips.
 
     ``numbers`` maps passage numbers to the numbers shown (sources are numbered 1, 2, ... in order of citation);
-    marks not in it are dropped. Without it (while streaming) marks show as they are.
+    marks not in it are dropped. Without it (while streaming) marks show as they are. Chips of ``verified`` passages
+    (the figures and names of the sentence were found in them: rag/ground.py) carry a check mark.
     """
 
     def chip(m: re.Match[str]) -> str:
         n = int(m.group(1))
         if numbers is not None and n not in numbers:
             return ""
-        return f'<sup class="esg-cite">{numbers[n] if numbers is not None else n}</sup>'
+        shown = numbers[n] if numbers is not None else n
+        if n in verified:
+            title = esc(GROUNDING[lang if lang in GROUNDING else "en"]["checked_title"])
+            return f'<sup class="esg-cite esg-verified" data-verified="true" title="{title}">{shown}✓</sup>'
+        return f'<sup class="esg-cite">{shown}</sup>'
 
     return _CITE_MARK.sub(chip, re.sub(r"[ \t]+(?=\[\d{1,3}\])", "", _inline(text)))
 
 
 # ------------------------------------------------------------------------------------------ citation highlighting
+# What the grounding check did, in the UI language (rag/ground.py): kept here beside the marks that use it.
+GROUNDING = {
+    "en": {
+        "checked": "✓ checked",
+        "checked_title": "The figures and names of the sentences citing this passage were found in it",
+        "removed": "Not shown: no passage found supports these sentences",
+    },
+    "zh": {
+        "checked": "✓ 已核对",
+        "checked_title": "引用该段落的句子中的数字和名称都已在段落中找到",
+        "removed": "未显示：找到的段落不支持以下句子",
+    },
+}
+
+
+def removed_html(removed: Sequence[Removed], lang: str) -> str:
+    """The sentences of the model's reply that were not shown, each with the reason."""
+    if not removed:
+        return ""
+    words = GROUNDING[lang if lang in GROUNDING else "en"]
+    items = "".join(
+        f'<li><span class="esg-removed-reason">{esc(r.reason)}</span>: <s>{esc(strip_citations(r.sentence))}</s></li>'
+        for r in removed
+    )
+    return (
+        f'<details class="esg-removed" data-removed="{len(removed)}"><summary>{esc(words["removed"])} '
+        f"({len(removed)})</summary><ul>{items}</ul></details>"
+    )
+
+
 def _paragraphs(text: str) -> list[list[str]]:
     """Paragraphs (the loader puts one per line, blank lines between) split into sentences."""
     paragraphs = (p.strip() for p in re.split(r"\n+", text.replace("\r", "")))
@@ -194,10 +231,12 @@ class Renderer:
     def final(self, answer: Answer, lang: str) -> str:
         """The finished answer: badge, text with citation chips, and the cited passages only."""
         numbers = {c.n: i for i, c in enumerate(answer.citations, 1)}
+        verified = {c.n for c in answer.citations if c.verified}
         parts = [
             f'<div class="esg-answer" data-route="{esc(answer.route)}">',
             f'<div class="esg-meta">{self.badge(answer.route, lang, answer.refused)}</div>',
-            f'<div class="esg-text">{render_answer_text(answer.text, numbers)}</div>',
+            f'<div class="esg-text">{render_answer_text(answer.text, numbers, verified, lang)}</div>',
+            removed_html(answer.removed, lang),
         ]
         if answer.citations:
             parts.append(f'<div class="esg-sources"><div class="esg-sources-title">{esc(t(lang, "sources"))}</div>')
@@ -210,9 +249,13 @@ class Renderer:
         """One cited passage; ``shown`` is its number in the answer as displayed."""
         src = citation.source
         body, quote = highlight_passage(citation.hit.chunk.text, claims_for(answer_text, citation.n))
+        check = ""
+        if citation.verified:
+            words = GROUNDING[lang if lang in GROUNDING else "en"]
+            check = f'<span class="esg-verified" title="{esc(words["checked_title"])}">{esc(words["checked"])}</span>'
         head = (
             f'<div class="esg-source-head"><span class="esg-n">{shown}</span>'
-            f'<span class="esg-label">{esc(src.label())}</span></div>'
+            f'<span class="esg-label">{esc(src.label())}</span>{check}</div>'
         )
         player = ""
         if src.is_media:
