@@ -189,7 +189,10 @@ class EvidenceScorer:
             if profile is not None and profile.version == kb.version and profile.background is background:
                 return profile if profile.n else None
             version = kb.version  # read before the chunks: a change while building is caught next time
-            profile = _build_profile(kb, version, background)
+        # Built outside the lock: one session's fresh upload must not hold up routing for the others. Two messages
+        # may build the same statistics at once; the work is repeated, the result is the same.
+        profile = _build_profile(kb, version, background)
+        with self._lock:
             self._profiles[kb] = profile
         if profile.n:
             log.info(
