@@ -23,6 +23,7 @@ from rag.evaluate import (
     code_fingerprint,
     find_documents,
     on_kb,
+    prepare_kb,
     run_compare,
     run_eval,
     settings_for,
@@ -391,6 +392,22 @@ def test_questions_naming_only_unknown_documents_are_an_error(sample_settings, e
     rows = [QAItem("a", "?", doc="gone.pdf"), QAItem("b", "?", doc="lost.pdf")]
     with pytest.raises(ConfigError, match=r"none of the documents the questions name .*: gone.pdf, lost.pdf$"):
         run_eval(_assistant(sample_settings, embedder), rows, cache_dir=tmp_path)
+
+
+def test_prepare_kb_ingests_what_the_items_name_with_the_same_models(embedder, tmp_path):
+    """``--docs``: a scratch knowledge base of the documents the items name (here one of the two sample reports),
+    answered by the caller's models; a second call re-embeds nothing."""
+    llm = ScriptedLLM(_scripted)
+    base = _assistant(Settings.from_env(environ={}, kb_dir=tmp_path / "app_kb"), embedder, llm)
+    items = [i for i in load_qa(SAMPLE_QA) if i.doc == NW][:2]
+    scratch = prepare_kb(base, ASSETS, items, tmp_path / "out")
+    assert [d.name for d in scratch.documents()] == [NW] and base.documents() == []
+    assert scratch.embedder is base.embedder and scratch.llm is llm
+    assert scratch.settings.kb_dir.parent == tmp_path / "out"
+    report = run_eval(scratch, items, judge="none", cache_dir=tmp_path / "out")
+    assert report.results[0].scores.hit == 1.0 and llm.calls
+    again = prepare_kb(base, ASSETS, items, tmp_path / "out")
+    assert again.settings.kb_dir == scratch.settings.kb_dir and [d.name for d in again.documents()] == [NW]
 
 
 def test_find_documents(tmp_path):
