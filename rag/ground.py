@@ -260,7 +260,15 @@ def check(text: str, hits: Sequence[Hit], language: str = "en", question: str = 
 
     topic: dict[str, list[str]] = {"words": [], "pairs": []}  # the sentence being checked
 
+    memo: dict[tuple[int, Figure | str], bool | None] = {}  # per sentence: re-citing asks the same many times
+
     def holds(n: int, claim: Figure | str) -> bool | None:
+        key = (n, claim)
+        if key not in memo:
+            memo[key] = _holds(n, claim)
+        return memo[key]
+
+    def _holds(n: int, claim: Figure | str) -> bool | None:
         p = passages[n - 1]
         if isinstance(claim, str):
             return _has_name(claim, p)
@@ -286,6 +294,7 @@ def check(text: str, hits: Sequence[Hit], language: str = "en", question: str = 
         # The question's words count too: "Costco targets a 39% cut" answers "What is Costco's emissions target?"
         # from "reduce Scope 1 and 2 emissions 39%": the metric is named in the question, the verb is paraphrased.
         # A bare figure ("39% by 2030.") says nothing of what it is: only a sentence that does is checked for it.
+        memo.clear()
         own_words, own_pairs = topic_terms(body)
         words, pairs = topic_terms(body + " " + question)
         english = detect_language(body) == "en"
