@@ -508,3 +508,25 @@ def test_clicking_an_example_asks_it(make_app):
     assert names[stream] == "stream_answer"
     ask = [i for i, name in names.items() if name == "take_question"]
     assert len(ask) == 3  # Enter, the Ask button, an example
+
+
+def test_help_suggests_a_question_about_the_documents_present(make_app):
+    """The help answer's example question is about a document in the knowledge base (the bundled FAQ's suggests
+    Costco whatever it holds), in the question's language; with no documents it says to add one."""
+    from rag.types import Scope
+    from ui.controller import with_suggestion
+
+    _, _, ctl = make_app(samples=True)
+    ui = ctl.new_session()
+    *_, (html_en, answer_en) = ctl.ask("What can you do?", ui, Scope())
+    assert answer_en.route in ("faq", "chitchat"), answer_en
+    assert answer_en.text.endswith("Try: 'What were the Scope 1 and 2 emissions of Northwind Metals in 2023?'")
+    assert "Costco" not in html_en and "Northwind Metals in 2023" in html_en
+    *_, (_, answer_zh) = ctl.ask("你能做什么？", ui, Scope())
+    assert "Costco" not in answer_zh.text
+    suggestion = "可以试试问：“青禾能源股份有限公司2023年的范围一和范围二排放是多少？”"
+    assert answer_zh.text.endswith(suggestion), answer_zh.text
+    assert with_suggestion("I can help. Try: 'What are Costco's Scope 1 and 2 emissions?'", []) == (
+        "I can help. Add a report or video on the upload area, then ask about it."
+    )
+    assert with_suggestion("Scope 3 covers the value chain.", []) == "Scope 3 covers the value chain."

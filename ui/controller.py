@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import tempfile
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rag.assistant import Assistant, Session
@@ -57,6 +58,39 @@ def make_scope(mode: str, docs: Sequence[str] | None, company: str | None) -> Sc
             raise RagError("choose a company to search in, or search all documents")
         return Scope(company=company)
     return Scope()
+
+
+# The example question at the end of the help answer (FAQ entry "capabilities"), in English and Chinese.
+_TRY_EXAMPLE = {"en": re.compile(r"(Try: )'.*'(\s*)$"), "zh": re.compile(r"(可以试试问：)“[^”]*”(。?\s*)$")}
+
+
+def suggested_question(docs: Sequence[Document], lang: str) -> str | None:
+    """A question the documents present can answer: about a report (else a recording) naming a company, in
+    ``lang`` if one is, with its year; else about the first document by name. ``None`` without documents."""
+    named = sorted(
+        (d for d in docs if d.meta.company), key=lambda d: (d.meta.language != lang, d.kind != "pdf", d.name)
+    )
+    if named:
+        doc = named[0]
+        year = "_year" if doc.meta.year else ""
+        return t(lang, f"suggest_company{year}").format(company=doc.meta.company, year=doc.meta.year)
+    if docs:
+        return t(lang, "suggest_doc").format(name=docs[0].name)
+    return None
+
+
+def with_suggestion(text: str, docs: Sequence[Document]) -> str:
+    """The help answer with its example question replaced by one the documents present can answer (the bundled FAQ
+    suggests a Costco question whatever the knowledge base holds). Other texts are returned unchanged."""
+    for lang, pattern in _TRY_EXAMPLE.items():
+        m = pattern.search(text)
+        if m:
+            question = suggested_question(docs, lang)
+            if question is None:
+                return text[: m.start()] + t(lang, "suggest_upload")
+            quoted = f"'{question}'" if lang == "en" else f"“{question}”"
+            return text[: m.start()] + m.group(1) + quoted + m.group(2)
+    return text
 
 
 def _size(doc: Document, lang: str) -> str:
@@ -245,6 +279,8 @@ class Controller:
                 yield renderer.pending(route, hits, text, ui.lang), None
             elif event.kind == "done" and event.answer is not None:
                 answer = event.answer
+                if answer.route in ("faq", "chitchat"):
+                    answer = replace(answer, text=with_suggestion(answer.text, self.documents(ui)))
                 ui.history.append((question, answer.text))
                 del ui.history[:-HISTORY_TURNS]  # only the last turns feed follow-ups; keep a session's memory bounded
                 yield renderer.final(answer, ui.lang), answer
