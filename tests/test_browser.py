@@ -2,8 +2,10 @@
 
 The app builds its sample knowledge base on first start; the test then drops a real ESG report on the upload area
 (a genuine ``dragenter``/``dragover``/``drop`` sequence carrying a File built in the page), waits for indexing, asks
-a question, watches the answer stream in, checks the cited source and its page, and saves screenshots. Debian's
-chromium and chromedriver are used; nothing is downloaded.
+a question, watches the answer stream in, checks the cited source and its page, and saves screenshots. On the way:
+the start-up status until the models are ready, the message for an empty question, embedding progress during the
+upload, no English label left in the 中文 interface, and an example question asked by a click. Debian's chromium and
+chromedriver are used; nothing is downloaded.
 
 Screenshots go to ``tests/artifacts/screenshots/`` (git-ignored), so a test run never changes tracked files. To
 refresh the README's pictures, run it with ``ESG_SCREENSHOTS=docs/screenshots`` (a folder, relative to the repo).
@@ -152,6 +154,34 @@ RESULT_LINES = (
     "return Array.from(document.querySelectorAll('#esg-results .esg-results > div'))"
     ".map(e => e.textContent).join('\\n');"
 )
+# Visible text (not screen-reader-only, not hidden by font-size 0) outside data: table rows, example questions, file
+# names and paths, the header's sample citations, and the upload result lines (the core's messages, in English).
+VISIBLE_TEXT = """
+const out = [];
+const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walk.nextNode()) {
+  const node = walk.currentNode, el = node.parentElement, text = node.textContent.trim();
+  const data = '#esg-docs-table, #esg-transcript, #esg-results, tbody, .gallery, code, em, footer';
+  if (!text || !el || el.closest(data)) continue;
+  const r = el.getBoundingClientRect();
+  if (r.width < 3 || r.height < 3 || parseFloat(getComputedStyle(el).fontSize) < 1) continue;
+  if (getComputedStyle(el).visibility === 'hidden' || !el.offsetParent) continue;
+  out.push(text);
+}
+return out;
+"""
+# English that may stay in the Chinese interface: the toggle's own "English", the file kind, and the evaluation
+# intro's JSON keys.
+ZH_ALLOWED = {"English", "PDF", "question", "answer", "doc", "page", "evidence", "answerable"}
+
+
+def english_left(driver) -> list[str]:
+    texts = driver.execute_script(VISIBLE_TEXT)
+    return sorted(
+        {x for x in texts if re.search(r"[A-Za-z]{3,}", x) and not re.search(r"[\u4e00-\u9fff]", x)} - ZH_ALLOWED
+    )
+
+
 LAST_BOT = "const m = document.querySelectorAll('#esg-chat .esg-answer'); return m.length ? m[m.length - 1] : null;"
 
 
@@ -161,6 +191,26 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
     d.get(url)
     SHOTS.mkdir(parents=True, exist_ok=True)
     wait_for(d, "return document.querySelector('#esg-question textarea') !== null", 60, "the page")
+    # Cold start: the page says what the server is preparing until the models are loaded (ui/warmup.py).
+    wait_for(
+        d,
+        "const s = document.querySelector('#esg-status')?.innerText.trim() || '';"
+        " return /^(Preparing the|✓ Models ready)/.test(s) ? s : null;",
+        30,
+        "the start-up status",
+    )
+    wait_for(d, "return document.querySelector('#esg-status')?.innerText.includes('Models ready')", 600, "ready")
+
+    # An empty question is not asked: a message says so.
+    d.find_element("css selector", "#esg-send").click()
+    wait_for(
+        d,
+        "return Array.from(document.querySelectorAll('[data-testid=toast-body]'))"
+        ".some(t => t.innerText.includes('Type a question first'))",
+        30,
+        "the empty-question message",
+    )
+    assert not d.execute_script("return document.querySelectorAll('#esg-chat .esg-answer').length")
 
     # Drop a real report on the upload area.
     pdf = testdata / DROPPED
@@ -185,6 +235,8 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
     results = d.execute_script(RESULT_LINES)
     assert f"{pdf.name}: ingested" in results, results
     assert any(pdf.name in t for t in progress_seen), progress_seen  # the ingest progress reached the page
+    # Embedding is reported as it goes (58 passages: after 0 and after 32), not only at the start.
+    assert any(re.search(r"embedding 32/\d+ passages", t) for t in progress_seen), progress_seen
     d.save_screenshot(str(SHOTS / "upload.png"))
 
     # The documents tab lists the samples built on first start and the dropped report, with their metadata.
@@ -216,6 +268,11 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
     )
     assert "ESG 文档助手" in d.find_element("css selector", "#esg-header").text
     d.save_screenshot(str(SHOTS / "documents-zh.png"))
+    # No English label is left in the Chinese interface, on any tab (Gradio's own "Drop File Here" included).
+    for tab_zh in ("文档", "问答", "评估"):
+        next(b for b in d.find_elements("css selector", "button[role='tab']") if b.text.strip() == tab_zh).click()
+        time.sleep(1)
+        assert english_left(d) == [], (tab_zh, english_left(d))
 
     # Back to English and the chat tab.
     d.find_element("xpath", "//*[@id='esg-lang']//label[contains(., 'English')]").click()
@@ -275,3 +332,16 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
     # The cited sentence is highlighted in the passage of the source card.
     marks = [e.get_attribute("textContent") for e in answer.find_elements("css selector", ".esg-source mark")]
     assert any(GOLD_FIGURE in m for m in marks), marks
+
+    # Clicking an example asks it ("What is Scope 3?" is answered from the FAQ).
+    answers = d.execute_script("return document.querySelectorAll('#esg-chat .esg-answer').length")
+    example = next(b for b in d.find_elements("css selector", "button.gallery-item") if b.text == "What is Scope 3?")
+    example.click()
+    wait_for(
+        d,
+        f"const m = document.querySelectorAll('#esg-chat .esg-answer'); return m.length > {answers}"
+        " && !m[m.length - 1].classList.contains('esg-streaming')"
+        " && !!m[m.length - 1].querySelector('.esg-route-faq');",
+        300,
+        "the example's answer",
+    )

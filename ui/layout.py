@@ -91,8 +91,8 @@ def build_ui(
                 return gr.Markdown(visible=False), gr.Timer(active=False)
             return gr.Markdown(warmup.status(ui.lang), visible=True), gr.Timer(active=not warmup.ready.is_set())
 
-        demo.load(on_status, [ui_state], [status, status_timer], queue=False)
-        status_timer.tick(on_status, [ui_state], [status, status_timer], queue=False)
+        demo.load(on_status, [ui_state], [status, status_timer], queue=False, show_progress="hidden")
+        status_timer.tick(on_status, [ui_state], [status, status_timer], queue=False, show_progress="hidden")
 
         def relabel(lang: str, rows: list[list[object]]) -> list[tuple[gr.components.Component, object]]:
             """Every (component, update) the language toggle changes, header first; ``rows``: the documents table."""
