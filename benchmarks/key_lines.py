@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import gold_groups, load_jsonl, machine, rank_metrics, testdata, today
 from rag.chunk import chunk_pages
 from rag.embed import E5Embedder
-from rag.load import load_pdf
 from rag.meta import detect_meta
+from rag.pdf import load_pdf
 
 DEFAULT_DOCS = [
     "climretrieve_rio_tinto_climate_change_report_2023.pdf",

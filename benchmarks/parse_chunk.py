@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine, testdata, today
 from rag.chunk import approx_tokens, chunk_pages
-from rag.load import load_pdf
 from rag.meta import detect_meta
+from rag.pdf import load_pdf
 
 
 def pct(values: list[int], q: float) -> int:

@@ -176,7 +176,7 @@ def content_kbs(embedder: E5Embedder, settings: Settings, sources: list[str]) ->
     """One knowledge base per source, each holding that source alone (audio clips through Whisper; the JFK clip as
     an mp4 video, as a user would upload a briefing video). Cached under ``model_cache/bench-routing-content``."""
     from rag.assistant import Assistant
-    from rag.transcribe import make_transcriber
+    from rag.whisper import make_transcriber
 
     root = Path(settings.model_cache) / "bench-routing-content"
     transcriber = None

@@ -37,7 +37,7 @@ from benchmarks.common import load_jsonl, machine, testdata, today
 from rag.media import SAMPLE_RATE, load_audio
 from rag.settings import Settings
 from rag.text import is_cjk_char
-from rag.transcribe import WhisperTranscriber
+from rag.whisper import WhisperTranscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 BRIEFING = ROOT / "assets" / "northwind_metals_briefing_2023.mp4"

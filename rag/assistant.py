@@ -123,7 +123,7 @@ class Assistant:
     def transcriber(self):
         with self._lock:
             if self._transcriber is None:
-                from rag.transcribe import make_transcriber
+                from rag.whisper import make_transcriber
 
                 self._transcriber = make_transcriber(self.settings)
             return self._transcriber

@@ -109,8 +109,8 @@ class Parsed:
 
 def _parse_pdf(path: str, name: str, doc_id: str, max_tokens: int, max_pages: int) -> Parsed:
     from rag.chunk import chunk_pages
-    from rag.load import load_pdf
     from rag.meta import detect_meta
+    from rag.pdf import load_pdf
 
     pages = load_pdf(Path(path), max_pages=max_pages)
     meta = detect_meta(pages, name)
@@ -147,7 +147,7 @@ def _context():
         # forkserver: children don't inherit the app's threads or loaded models (fork would copy a
         # multi-threaded process, which can deadlock).
         _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["rag.load", "rag.chunk", "rag.meta"])
+        _CTX.set_forkserver_preload(["rag.pdf", "rag.chunk", "rag.meta"])
     return _CTX
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from rag.errors import Busy, ConfigError, ModelError
-from rag.models import assemble_file
 from rag.settings import Settings
 from rag.text import FULLWIDTH, HAN
+from rag.weights import assemble_file
 
 log = logging.getLogger(__name__)
 

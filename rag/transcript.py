@@ -13,8 +13,8 @@ from rag.chunk import key_line
 from rag.errors import ConfigError
 from rag.fsio import atomic_write
 from rag.text import FULLWIDTH, HAN, ends_sentence
-from rag.transcribe import Progress, Transcriber, Transcript
 from rag.types import Chunk, DocMeta, Segment, Source
+from rag.whisper import Progress, Transcriber, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def transcribe_cached(
     Returns ``(transcript, from_cache)``. A cached entry made by another model, or in another language than an
     explicitly requested one, is transcribed again.
     """
-    from rag.transcribe import normalize_language
+    from rag.whisper import normalize_language
 
     wanted = normalize_language(language)
     cached = cache.get(sha256)

@@ -109,7 +109,7 @@ def whisper():
     Uses the normal model cache (``ESG_MODEL_CACHE`` or ~/.cache/esg-rag), so the 145 MB model is assembled once.
     """
     from rag.settings import Settings
-    from rag.transcribe import WhisperTranscriber
+    from rag.whisper import WhisperTranscriber
 
     settings = Settings.from_env()
     transcriber = WhisperTranscriber(

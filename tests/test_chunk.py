@@ -19,7 +19,7 @@ from rag.chunk import (
     split_sentences,
     split_to_fit,
 )
-from rag.load import load_pdf
+from rag.pdf import load_pdf
 from rag.types import DocMeta, Page
 
 ZH_SENTENCE_END = "。！？；!?"

@@ -8,7 +8,7 @@ import pytest
 from rag.chunk import chunk_pages
 from rag.citation import locate_pages, page_parts, sentence_page
 from rag.index import chunk_from_json, chunk_to_json
-from rag.load import load_pdf
+from rag.pdf import load_pdf
 from rag.retrieve import merge_page
 from rag.types import Chunk, Citation, DocMeta, Hit, Page, Source
 

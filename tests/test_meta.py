@@ -6,8 +6,8 @@ import functools
 
 import pytest
 
-from rag.load import load_pdf
 from rag.meta import detect_company, detect_meta, detect_year, short_name
+from rag.pdf import load_pdf
 from rag.types import Page
 
 _load = functools.cache(load_pdf)  # each PDF parsed once per module, however many tests read it

@@ -10,7 +10,6 @@ import pytest
 
 from rag.chunk import key_line
 from rag.errors import ConfigError
-from rag.transcribe import Transcript
 from rag.transcript import (
     TranscriptCache,
     chunk_segments,
@@ -20,6 +19,7 @@ from rag.transcript import (
     transcribe_cached,
 )
 from rag.types import DocMeta, Segment
+from rag.whisper import Transcript
 
 DOC = "ab" * 32
 META = DocMeta(company="Acme", year=2024, language="en")

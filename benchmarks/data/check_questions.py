@@ -7,7 +7,7 @@ must occur in the text pypdf extracts from one of ``pages`` (1-based), after nor
 folded, hyphens, dashes and all whitespace removed), and each of ``figures`` must occur in the evidence. For an
 unanswerable item, none of ``absent_terms`` may occur anywhere in the document (required for "not_disclosed"; for
 items without a document, e.g. "absent_company", the terms are searched in every document the files name).
-``--loader`` also requires the evidence in the project's cleaned page text (``rag.load.load_pdf``, what retrieval
+``--loader`` also requires the evidence in the project's cleaned page text (``rag.pdf.load_pdf``, what retrieval
 sees). Documents are found under ``$ESG_TESTDATA`` (default ``../shared/testdata``) in esg_pdfs/, zh_pdfs/ or
 finance_pdfs/. pypdf's page text is cached under ``$XDG_CACHE_HOME/esg-rag/question-text``, keyed by the file's
 SHA-256 and the pypdf version (``--no-cache`` extracts again). Finally it prints the counts per split x lang_pair x
@@ -140,7 +140,7 @@ def raw_pages(name: str) -> tuple[str, ...]:
 def loader_pages(name: str) -> tuple[str, ...]:
     """Normalised text of every page as the project's loader cleans it (index 0 = page 1)."""
     sys.path.insert(0, str(ROOT))
-    from rag.load import load_pdf
+    from rag.pdf import load_pdf
 
     return tuple(normalise(p.text) for p in sorted(load_pdf(find_doc(name)), key=lambda p: p.number))
 
@@ -210,7 +210,7 @@ def check_content(item: dict, kb_docs: list[str], use_loader: bool) -> list[str]
         if use_loader:
             cleaned = loader_pages(doc)
             if not any(evidence in cleaned[p - 1] for p in item["pages"] if p <= len(cleaned)):
-                errors.append(f"evidence not found in rag.load text of pages {item['pages']}")
+                errors.append(f"evidence not found in rag.pdf text of pages {item['pages']}")
         for fig in item["figures"]:
             if normalise(fig) not in evidence:
                 errors.append(f"figure {fig!r} not in evidence")
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     """Validate the files; print failures and counts; return the exit status (0 = all valid)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="*", type=Path, help="question files (default: all questions_*.jsonl here)")
-    parser.add_argument("--loader", action="store_true", help="also require evidence in rag.load's cleaned text")
+    parser.add_argument("--loader", action="store_true", help="also require evidence in rag.pdf's cleaned text")
     parser.add_argument("--no-cache", action="store_true", help="extract the text again instead of reading the cache")
     args = parser.parse_args(argv)
     global USE_CACHE

@@ -14,7 +14,9 @@ import pytest
 from rag.errors import ConfigError, DamagedFile, NoText, TooLarge, UnsupportedFile
 from rag.media import SAMPLE_RATE, probe
 from rag.settings import Settings
-from rag.transcribe import (
+from rag.transcript import TranscriptCache, chunk_segments, to_srt, to_vtt, transcribe_cached
+from rag.types import DocMeta
+from rag.whisper import (
     Transcriber,
     WhisperTranscriber,
     _clean,
@@ -23,8 +25,6 @@ from rag.transcribe import (
     normalize_language,
     split_windows,
 )
-from rag.transcript import TranscriptCache, chunk_segments, to_srt, to_vtt, transcribe_cached
-from rag.types import DocMeta
 from tests.fixtures_media import JFK_PHRASE, decode_16k, make_video, write_wav
 
 
@@ -287,7 +287,7 @@ def test_model_load_and_transcription_need_no_network(audio_dir):
         "socket.create_connection = deny\n"
         "from pathlib import Path\n"
         "from rag.settings import Settings\n"
-        "from rag.transcribe import WhisperTranscriber\n"
+        "from rag.whisper import WhisperTranscriber\n"
         "t = WhisperTranscriber('base', model_cache=Settings.from_env().model_cache, threads=1)\n"
         "print(t.transcribe(Path(%r)).text)\n"
     )

@@ -26,8 +26,8 @@ import numpy as np
 from rag.errors import ConfigError, ModelError, NoText
 from rag.fsio import atomic_copy
 from rag.media import SAMPLE_RATE, load_audio, probe
-from rag.models import assemble_file
 from rag.types import Segment
+from rag.weights import assemble_file
 
 log = logging.getLogger(__name__)
 

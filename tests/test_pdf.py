@@ -14,7 +14,7 @@ import pytest
 
 from rag.chunk import chunk_pages
 from rag.errors import DamagedFile, EncryptedPdf, NoText, RagError, TooLarge
-from rag.load import (
+from rag.pdf import (
     clean_text,
     fix_cjk_spacing,
     fix_inline_hyphens,
