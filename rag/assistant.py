@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,8 +48,13 @@ class Evaluation:
     skipped: int  # questions skipped because their document is not in the knowledge base
     missing_docs: tuple[str, ...]  # the documents those questions name
     seconds: float  # wall time of the run
-    report: Path  # report.md
+    report: Path | None  # report.md (None: stopped before any question finished)
     charts: tuple[Path, ...]  # PNG charts beside it
+    stopped: bool = False  # ended by ``stop``: the report scores the questions finished before it
+
+
+class _Stopped(Exception):
+    """``Assistant.evaluate``'s stop event was set (raised between two questions)."""
 
 
 class Assistant:
@@ -342,6 +348,7 @@ class Assistant:
         limit: int | None = None,
         progress: Progress | None = None,
         session: Session | None = None,
+        stop: threading.Event | None = None,
     ) -> Evaluation:
         """Score this assistant, with its own models, on a QA file (JSON lines; ``None`` = the bundled sample set)
         over the knowledge base ``session`` sees (shared plus its private uploads).
@@ -350,8 +357,9 @@ class Assistant:
         ``none`` (deterministic checks only); ``limit``: run only the first questions (0/None = all). Finished
         questions are cached in ``cache_dir`` and reused while nothing that changes their answer has changed;
         ``out_dir`` receives report.md and its PNG charts. ``progress(fraction, message)`` is called before each
-        question; an exception it raises ends the run. Raises ``RagError`` for a bad QA file, an unknown mode or an
-        empty knowledge base.
+        question; an exception it raises ends the run. When ``stop`` is set the run ends before the next question
+        (the one running finishes and is kept) and the report scores the questions finished (``stopped``). Raises
+        ``RagError`` for a bad QA file, an unknown mode or an empty knowledge base.
         """
         from rag.evaluate import EvalConfig, run_eval
         from rag.qa import SAMPLE_QA_PATH, load_qa
@@ -370,9 +378,41 @@ class Assistant:
         if limit and limit > 0:
             rows = rows[:limit]
         missing = tuple(sorted({r.doc for r in rows if r.doc and r.doc not in known}))
-        report = run_eval(
-            self, rows, config, judge=judge, cache_dir=cache_dir, session=session, qa_source=source, progress=progress
-        )
+        started = time.perf_counter()
+        finished = [0]  # questions finished when the run stopped
+
+        def step(fraction: float, message: str) -> None:
+            at = fraction * len(rows)
+            # Only between questions (run_eval reports i/n before question i): a question is never cut half-scored.
+            if stop is not None and stop.is_set() and abs(at - round(at)) < 1e-6 and round(at) < len(rows):
+                finished[0] = round(at)
+                raise _Stopped
+            if progress is not None:
+                progress(fraction, message)
+
+        def run(items: list, on_step: Progress | None):  # -> rag.evaluate.EvalReport
+            return run_eval(
+                self,
+                items,
+                config,
+                judge=judge,
+                cache_dir=cache_dir,
+                session=session,
+                qa_source=source,
+                progress=on_step,
+            )
+
+        stopped = False
+        try:
+            report = run(rows, step)
+        except _Stopped:
+            stopped = True
+            if not finished[0]:
+                return Evaluation(
+                    source, total, len(rows), 0, 0, 0, 0, missing, time.perf_counter() - started, None, (), True
+                )
+            # The questions finished are in the cache: scoring them again reads it and asks no model.
+            report = run(rows[: finished[0]], None)
         report_md, charts = write_report(report, out_dir)
         return Evaluation(
             source=source,
@@ -383,7 +423,8 @@ class Assistant:
             failed=sum(1 for r in report.results if r.error),
             skipped=len(report.skipped),
             missing_docs=missing,
-            seconds=report.seconds,
+            seconds=time.perf_counter() - started,
             report=report_md,
             charts=tuple(charts),
+            stopped=stopped,
         )

@@ -32,8 +32,7 @@ EVAL_JUDGES = ("same", "none")  # the app's own model or no model: never load an
 
 
 class EvalStopped(Exception):
-    """The visitor pressed Stop; raised from the progress callback (not a RagError, so the runner doesn't record it
-    as a failed question)."""
+    """The visitor pressed Stop before any question finished: there is nothing to score."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,8 @@ class Evaluator:
 
         ``qa_file``: an uploaded JSONL file, or ``None`` for the bundled sample set; ``limit``: run only the first
         questions (0/None = all; a visitor in shared mode runs at most ``EVAL_MAX_QUESTIONS``). Raises ``RagError``
-        for a bad file or an empty knowledge base, ``EvalStopped`` when stopped (``stop``).
+        for a bad file or an empty knowledge base. Stopped (``stop``) after some questions, the run reports the scores
+        of those; before any, it raises ``EvalStopped``.
         """
         if judge not in EVAL_JUDGES:
             raise RagError(f"judge must be one of {', '.join(EVAL_JUDGES)}, got {judge!r}")
@@ -96,13 +96,6 @@ class Evaluator:
         if imposed:
             cap = EVAL_MAX_QUESTIONS
         ui.eval_stop.clear()
-
-        def report(fraction: float, message: str) -> None:
-            if ui.eval_stop.is_set():
-                raise EvalStopped
-            if progress is not None:
-                progress(fraction, message)
-
         out = self.root / "runs" / uuid.uuid4().hex[:16]  # a fresh folder: no chart of an earlier run lingers
         # One answer cache for every visitor: its keys hold the documents' names, hashes and chunk ids, so a visitor
         # reuses only answers computed over exactly the documents they see.
@@ -113,9 +106,12 @@ class Evaluator:
             mode=mode,
             judge=judge,
             limit=cap,
-            progress=report,
+            progress=progress,
             session=ui.session,
+            stop=ui.eval_stop,
         )
+        if run.report is None:
+            raise EvalStopped
         if ui.eval_out is not None:  # Gradio already copied the visitor's previous report for download
             shutil.rmtree(ui.eval_out, ignore_errors=True)
         ui.eval_out = out
@@ -130,6 +126,8 @@ class Evaluator:
         if run.failed:
             warnings.append(t(ui.lang, "eval_failed").format(n=run.failed))
         done = t(ui.lang, "eval_done").format(n=run.evaluated, s=run.seconds, reused=run.reused, source=run.source)
+        if run.stopped:
+            done = t(ui.lang, "eval_stopped_partial").format(n=run.evaluated, total=run.asked) + "\n\n" + done
         charts = list(run.charts)
         return EvalRun(
             summary="\n\n".join([done, *notes, *(f"⚠ {w}" for w in warnings)]),
@@ -141,7 +139,7 @@ class Evaluator:
         )
 
     def stop(self, ui: UiSession) -> str:
-        """Ask this visitor's running evaluation to stop after the current step."""
+        """Ask this visitor's running evaluation to stop before its next question."""
         ui.eval_stop.set()
         return t(ui.lang, "eval_stopped")
 
