@@ -528,7 +528,8 @@ def ask_verified(chain: RagChain, item: VItem, config: str, timers: dict[str, _T
 
 
 def _answer_figures(rec: VRecord, question: str) -> list:
-    from rag.text import extract_figures, strip_citations
+    from rag.figures import extract_figures
+    from rag.text import strip_citations
 
     years = {int(f.value) for f in extract_figures(question) if f.year_like}
     return [f for f in extract_figures(strip_citations(rec.answer)) if not (f.year_like and int(f.value) in years)]
@@ -536,7 +537,7 @@ def _answer_figures(rec: VRecord, question: str) -> list:
 
 def score_verified(item: VItem, rec: VRecord) -> dict:
     """Per-item outcomes (``None``: the metric does not apply to this item)."""
-    from rag.text import extract_figures, figure_in, figure_matches
+    from rag.figures import extract_figures, figure_in, figure_matches
 
     answered = not rec.refused
     row: dict = {"id": item.id, "lang_pair": item.lang_pair, "answerable": item.answerable, "refused": rec.refused}

@@ -3,7 +3,7 @@
 A small model cannot be trusted to cite, or to refuse, so the pipeline enforces grounding instead of asking for it:
 
 - every sentence that states a figure (number, percentage, amount, year, date) or a proper name must cite a passage
-  that contains it: figures compared after normalisation (``rag.text.extract_figures``: "426万" = "4.26 million"),
+  that contains it: figures compared after normalisation (``rag.figures.extract_figures``: "426万" = "4.26 million"),
   names case-insensitively (Latin-script names, checked against passages in a Latin-script language: transliteration
   is not attempted);
 - a figure must also be stated about the same thing: when the sentence says what its figure is, one of its words
@@ -24,17 +24,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.text import (
-    CITATION,
-    HAN,
-    Figure,
-    detect_language,
-    extract_figures,
-    figure_in,
-    figure_matches,
-    is_refusal_statement,
-    overlap_units,
-)
+from rag.figures import Figure, extract_figures, figure_in, figure_matches
+from rag.text import CITATION, HAN, detect_language, is_refusal_statement, overlap_units
 from rag.types import Checked, Hit, Removed
 
 # Capitalised words that are not names: sentence starters, months, and the ESG vocabulary answers capitalise.

@@ -15,9 +15,10 @@ import threading
 import time
 from collections import OrderedDict
 
+from rag.figures import extract_figures, figure_in
 from rag.llm import LLM, ChatMessage
 from rag.prompt import SYSTEM_PROMPT, sanitize
-from rag.text import detect_language, extract_figures, figure_in
+from rag.text import detect_language
 from rag.types import Hit, Retrieval
 
 log = logging.getLogger(__name__)

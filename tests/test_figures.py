@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.text import chinese_number, extract_figures, figure_in, figure_matches
+from rag.figures import chinese_number, extract_figures, figure_in, figure_matches
 
 # (English text from a shared report, the same figure as a Chinese answer writes it)
 CROSS_LINGUAL = [

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from rag.answer import RagChain
+from rag.figures import extract_figures, figure_matches
 from rag.ground import check, names_in, split_answer
 from rag.llm import ScriptedLLM
 from rag.settings import Settings
-from rag.text import detect_language, extract_figures, figure_matches
+from rag.text import detect_language
 from rag.types import Chunk, DocMeta, Hit, Retrieval, Scope, Source
 
 SETTINGS = Settings.from_env(environ={})
