@@ -446,7 +446,6 @@ class VRecord:
     total_s: float = 0.0
     verify_s: float = 0.0  # time in rag.ground.check
     translate_s: float = 0.0  # time of the query-translation LLM call
-    translation: str | None = None
 
 
 def load_verified(split: str) -> list[VItem]:
