@@ -1,6 +1,17 @@
 """Retrieval benchmark: our pipeline vs the textbook LangChain pipeline on the shared ESG reports.
 
+    python benchmarks/retrieval.py --set dev|test --kb DIR [--translate] [--grid] [--no-baseline] [--json FILE]
     python benchmarks/retrieval.py [--chunk-tokens 256] [--full-text] [--workers 2] [--no-baseline]
+
+With ``--set`` (issue 15): the verified question set (benchmarks/data/questions_*.jsonl, answerable items with gold
+pages, one split), per lang_pair and overall hit@1/5/10 and MRR with 95% bootstrap intervals, for dense (key-line
+vectors, whole-chunk vectors, both), BM25, hybrid and the textbook baseline, scoped to the question's document and
+unscoped over every document of its language group (9 English reports, 7 Chinese documents). The knowledge bases
+are built once under ``--kb`` (en/, zh/, with whole-chunk vectors and the baseline's vectors cached beside them) and
+reused. ``--translate`` adds the cross-lingual rows with LLM query translation (translations cached in ``--kb``);
+``--grid`` scores every fusion variant (tune on dev only).
+
+Without ``--set``, the older shared-QA benchmark:
 
 Reports hit@1/5/10 and MRR (scoped to each question's document) for dense, BM25 and hybrid, against two golds: the
 QA file's ``page`` (the issue's metric) and every page verified as holding one of the question's gold evidence
@@ -220,6 +231,11 @@ def run_baseline(pdfs: list[Path], groups, verified, args) -> dict:
 
 
 def main() -> None:
+    if "--set" in sys.argv:
+        from benchmarks.retrieval_verified import main as verified_main
+
+        verified_main()
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qa", type=Path, default=testdata() / "qa" / "esg_qa_en.jsonl")
     ap.add_argument("--docs", type=Path, default=testdata() / "esg_pdfs")

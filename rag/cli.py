@@ -143,6 +143,15 @@ def _parser() -> argparse.ArgumentParser:
     kb_arg(sp)
     sp = sub.add_parser("rebuild", help="rebuild the index from the stored source files")
     kb_arg(sp)
+    sp = sub.add_parser("finetune", help="train a query adapter on triples built from the knowledge base itself")
+    sp.add_argument("--max-chunks", type=int, default=300, help="chunks sampled for training queries (default 300)")
+    sp.add_argument(
+        "--llm-queries", type=int, default=0, help="chunks whose queries the LLM writes, en + zh (slow; default 0)"
+    )
+    sp.add_argument("--rank", type=int, default=16, help="adapter rank (default 16)")
+    sp.add_argument("--epochs", type=int, default=30)
+    sp.add_argument("--remove", action="store_true", help="delete the adapter: search uses the plain embedder again")
+    kb_arg(sp)
     sp = sub.add_parser("eval", help="score the pipeline on a QA set (retrieval, faithfulness, relevance, correctness)")
     sp.add_argument("--qa", type=Path, default=None, help="JSONL rows: question, answer, doc, page(s), evidence")
     sp.add_argument("--docs", type=Path, default=None, help="ingest the QA set's documents from here into a scratch KB")
@@ -194,6 +203,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "eval":
         return _agreement(args, settings) if args.agreement else _eval(args, settings)
+    if args.command == "finetune":
+        from rag.finetune import cli_finetune
+
+        print(cli_finetune(args, settings))
+        return 0
     assistant = Assistant(settings)
     if args.command == "ingest":
         from rag.ingest import expand_paths

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from rag.adapter import AdapterSlot
 from rag.embed import Embedder
 from rag.index import KnowledgeBase
 from rag.settings import Settings
@@ -204,6 +205,138 @@ def merge_page(group: Sequence[Chunk]) -> Chunk:
     return replace(best, text=text, source=source, page_starts=tuple(starts))
 
 
+Ranked = list[tuple[Chunk, float]]  # chunks with their list's score, best first
+
+FUSIONS = ("rrf", "scores", "agreement", "pages")
+
+
+def _page_of(chunk: Chunk) -> tuple:
+    src = chunk.source
+    return (src.file, src.page) if src.page else (chunk.id,)
+
+
+def fuse_rrf(lists: Sequence[tuple[float, Ranked]], rrf_k: int = 60) -> Ranked:
+    """Weighted reciprocal-rank fusion: ``sum(w / (rrf_k + rank))`` over the (weight, list) pairs, best first."""
+    fused: dict[str, float] = {}
+    by_id: dict[str, Chunk] = {}
+    for weight, ranked in lists:
+        for rank, (chunk, _) in enumerate(ranked):
+            by_id[chunk.id] = chunk
+            fused[chunk.id] = fused.get(chunk.id, 0.0) + weight / (rrf_k + rank + 1)
+    return [(by_id[cid], fused[cid]) for cid in sorted(fused, key=lambda cid: -fused[cid])]
+
+
+def _normalised(ranked: Ranked, norm: str = "minmax") -> dict[str, float]:
+    """Scores on a 0..1 scale within the list, so cosines and BM25 sums can be added: ``minmax`` (best 1, worst 0),
+    ``max`` (divided by the best) or ``z`` (standard scores squashed by a logistic)."""
+    if not ranked:
+        return {}
+    scores = np.array([s for _, s in ranked], dtype=np.float64)
+    if norm == "max":
+        top = scores.max()
+        values = scores / top if top > 0 else np.ones_like(scores)
+    elif norm == "z":
+        sd = scores.std()
+        values = 1 / (1 + np.exp(-(scores - scores.mean()) / sd)) if sd > 0 else np.full_like(scores, 0.5)
+    else:
+        span = scores.max() - scores.min()
+        values = (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+    return {c.id: float(v) for (c, _), v in zip(ranked, values, strict=True)}
+
+
+def fuse_scores(lists: Sequence[tuple[float, Ranked]], norm: str = "minmax", fill: bool = False) -> Ranked:
+    """Score-normalised weighted fusion: each list's scores normalised (``_normalised``), weighted and summed. A chunk
+    absent from a list counts 0 there, or with ``fill`` the list's lowest value (it ranked below the list's last, so
+    at most that: a flat list then cannot outvote a confident one).
+
+    Unlike reciprocal ranks it keeps how far a list's best is ahead of its next: a BM25 top hit matching every rare
+    term of the question stays first although dense ranks it nowhere.
+    """
+    by_id = {chunk.id: chunk for _, ranked in lists for chunk, _ in ranked}
+    fused = dict.fromkeys(by_id, 0.0)
+    for weight, ranked in lists:
+        values = _normalised(ranked, norm)
+        floor = min(values.values()) if fill and values else 0.0
+        for cid in by_id:
+            fused[cid] += weight * values.get(cid, floor)
+    return [(by_id[cid], fused[cid]) for cid in sorted(fused, key=lambda cid: -fused[cid])]
+
+
+def _top_pages(ranked: Ranked, k: int) -> list[tuple]:
+    pages: list[tuple] = []
+    for chunk, _ in ranked:
+        page = _page_of(chunk)
+        if page not in pages:
+            pages.append(page)
+            if len(pages) == k:
+                break
+    return pages
+
+
+def agreement(dense: Ranked, bm25: Ranked, k: int = 10) -> float:
+    """Share of the two lists' top ``k`` pages they have in common (0: disjoint, 1: the same pages)."""
+    a, b = set(_top_pages(dense, k)), set(_top_pages(bm25, k))
+    return len(a & b) / max(1, min(len(a), len(b)))
+
+
+def fuse_agreement(dense: Ranked, bm25: Ranked, weights: tuple[float, float], rrf_k: int, low: float = 0.2) -> Ranked:
+    """Per-query choice: when the lists' top pages agree, fuse them (RRF); when they barely overlap, one of them is
+    off target and fusing dilutes the other, so keep the list whose best is further ahead of its runner-up."""
+    if not dense or not bm25 or agreement(dense, bm25) >= low:
+        return fuse_rrf(((weights[0], dense), (weights[1], bm25)), rrf_k)
+
+    def margin(ranked: Ranked) -> float:
+        norm = sorted(_normalised(ranked[:10]).values(), reverse=True)
+        return norm[0] - norm[1] if len(norm) > 1 else 1.0
+
+    return list(dense if margin(dense) >= margin(bm25) else bm25)
+
+
+def fuse_pages(lists: Sequence[tuple[float, Ranked]], rrf_k: int = 60) -> Ranked:
+    """Page-level fusion: each list ranks pages by their best chunk, pages are fused by weighted reciprocal rank,
+    and chunks come out page by page (a page's chunks in their best list order), each with its page's score.
+
+    A page with many chunks no longer pushes other pages down one list at a time."""
+    page_score: dict[tuple, float] = {}
+    chunk_rank: dict[str, float] = {}
+    by_id: dict[str, Chunk] = {}
+    for weight, ranked in lists:
+        seen: list[tuple] = []
+        for rank, (chunk, _) in enumerate(ranked):
+            by_id[chunk.id] = chunk
+            chunk_rank[chunk.id] = min(chunk_rank.get(chunk.id, rank), rank)
+            page = _page_of(chunk)
+            if page not in seen:
+                seen.append(page)
+                page_score[page] = page_score.get(page, 0.0) + weight / (rrf_k + len(seen))
+    order = sorted(by_id, key=lambda cid: (-page_score[_page_of(by_id[cid])], chunk_rank[cid]))
+    return [(by_id[cid], page_score[_page_of(by_id[cid])]) for cid in order]
+
+
+def fuse(dense: Ranked, bm25: Ranked, settings: Settings) -> Ranked:
+    """The dense and BM25 lists fused by ``settings.fusion`` (docs/BENCHMARKS.md, issue 15: chosen on the dev split)."""
+    weights = (settings.dense_weight, settings.bm25_weight)
+    lists = ((weights[0], dense), (weights[1], bm25))
+    if settings.fusion == "scores":
+        return fuse_scores(lists)
+    if settings.fusion == "agreement":
+        return fuse_agreement(dense, bm25, weights, settings.rrf_k)
+    if settings.fusion == "pages":
+        return fuse_pages(lists, settings.rrf_k)
+    return fuse_rrf(lists, settings.rrf_k)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What fusion starts from: the scope plan, each method's ranked chunks and the query vector used."""
+
+    plan: ScopePlan
+    dense: Ranked
+    bm25: Ranked
+    qvec: np.ndarray | None  # the embedder's query vector (before any adapter)
+    adapted: bool = False  # dense scores are cosines of the adapted query vector
+
+
 class HybridRetriever:
     """Searches one or more knowledge bases (e.g. the shared one plus a visitor's private uploads)."""
 
@@ -211,9 +344,46 @@ class HybridRetriever:
         self.kbs = list(kbs)
         self.embedder = embedder
         self.settings = settings
+        # A fine-tuned query adapter beside a knowledge base's index (rag/adapter.py), picked up when it appears.
+        self._adapters = {id(kb): AdapterSlot(kb.directory, kb.embedder_name, kb.dim) for kb in self.kbs}
 
     def documents(self) -> list[Document]:
         return [d for kb in self.kbs for d in kb.documents()]
+
+    def _query_vector(self, kb: KnowledgeBase, qvec: np.ndarray) -> tuple[np.ndarray, bool]:
+        if not self.settings.adapter:
+            return qvec, False
+        slot = self._adapters.get(id(kb))
+        if slot is None:  # a knowledge base added after construction
+            slot = self._adapters[id(kb)] = AdapterSlot(kb.directory, kb.embedder_name, kb.dim)
+        adapter = slot.get()
+        return (adapter.apply(qvec), True) if adapter is not None else (qvec, False)
+
+    def candidates(
+        self, query: str, scope: Scope = Scope(), n: int | None = None, mode: str = "hybrid", *, vector=None
+    ) -> Candidates:
+        """Each method's best ``n`` chunks (default ``retrieve_k``) within the planned scope, before fusion."""
+        n = n or self.settings.retrieve_k
+        plan = plan_scope(query, scope, self.documents())
+        if plan.missing or (plan.files is not None and not plan.files):
+            return Candidates(plan, [], [], None)
+        files = set(plan.files) if plan.files is not None else None
+        qvec = None
+        dense: Ranked = []
+        bm25: Ranked = []
+        adapted = False
+        if mode in ("hybrid", "dense"):
+            qvec = vector if vector is not None else self.embedder.query(query)
+        for kb in self.kbs:
+            if mode in ("hybrid", "dense"):
+                kvec, used = self._query_vector(kb, qvec)
+                adapted |= used
+                dense.extend(kb.search_dense(kvec, n, files))
+            if mode in ("hybrid", "bm25"):
+                bm25.extend(kb.search_bm25(query, n, files))
+        dense.sort(key=lambda p: -p[1])
+        bm25.sort(key=lambda p: -p[1])
+        return Candidates(plan, dense[:n], bm25[:n], qvec, adapted)
 
     def retrieve(
         self,
@@ -227,35 +397,27 @@ class HybridRetriever:
         """The ``k`` best passages for ``query`` (``mode``: ``hybrid``, ``dense`` or ``bm25``). ``vector``: the
         query embedding of ``query`` when the caller already has it (the router's, carried on the ``Query``)."""
         k = k or self.settings.top_k
-        plan = plan_scope(query, scope, self.documents())
+        if mode == "bm25" and vector is None:
+            vector = self.embedder.query(query)  # only for the cosines of the hits (the "nothing relevant" gate)
+        found = self.candidates(query, scope, max(self.settings.retrieve_k, k), mode, vector=vector)
+        plan = found.plan
         if plan.missing or (plan.files is not None and not plan.files):
             return Retrieval(query, (), plan.scope, plan.missing)
-        files = set(plan.files) if plan.files is not None else None
-        n = max(self.settings.retrieve_k, k)
-        qvec = vector if vector is not None else self.embedder.query(query)
-        dense: list[tuple[Chunk, float]] = []
-        bm25: list[tuple[Chunk, float]] = []
-        for kb in self.kbs:
-            if mode in ("hybrid", "dense"):
-                dense.extend(kb.search_dense(qvec, n, files))
-            if mode in ("hybrid", "bm25"):
-                bm25.extend(kb.search_bm25(query, n, files))
-        dense.sort(key=lambda p: -p[1])
-        bm25.sort(key=lambda p: -p[1])
-        dense, bm25 = dense[:n], bm25[:n]
-        fused: dict[str, float] = {}
-        by_id: dict[str, Chunk] = {}
-        dense_score = {c.id: s for c, s in dense}
-        bm25_score = {c.id: s for c, s in bm25}
-        s = self.settings
-        for weight, ranked in ((s.dense_weight, dense), (s.bm25_weight, bm25)):
-            for rank, (chunk, _) in enumerate(ranked):
-                by_id[chunk.id] = chunk
-                fused[chunk.id] = fused.get(chunk.id, 0.0) + weight / (s.rrf_k + rank + 1)
-        groups = group_by_page([by_id[cid] for cid in sorted(fused, key=lambda cid: -fused[cid])], k)
+        qvec = found.qvec if found.qvec is not None else vector
+        # The "nothing relevant" gate is calibrated on the plain embedder's cosines: an adapter only reorders.
+        dense_score = {} if found.adapted else {c.id: s for c, s in found.dense}
+        bm25_score = {c.id: s for c, s in found.bm25}
+        if mode == "dense":
+            ranked = found.dense
+        elif mode == "bm25":
+            ranked = found.bm25
+        else:
+            ranked = fuse(found.dense, found.bm25, self.settings)
+        fused = {c.id: s for c, s in ranked}
+        groups = group_by_page([c for c, _ in ranked], k)
         # BM25-only hits still get a cosine, so the "nothing relevant" threshold sees every passage.
         missing_dense = [c.id for g in groups for c in g if c.id not in dense_score]
-        if missing_dense:
+        if missing_dense and qvec is not None:
             for kb in self.kbs:
                 dense_score.update(kb.dense_scores(qvec, missing_dense))
 

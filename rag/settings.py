@@ -44,11 +44,16 @@ class Settings:
     # --- retrieval
     retrieve_k: int = 50  # candidates per method before fusion (50 beat 20 on hit@10: docs/BENCHMARKS.md)
     top_k: int = 5  # passages handed to the LLM
-    dense_weight: float = 1.0  # reciprocal-rank-fusion weights
-    bm25_weight: float = 1.0
+    # How the dense and BM25 lists are fused: scores (min-max normalised, weighted sum), rrf, agreement or pages
+    # (rag/retrieve.py). Chosen on the verified dev split (docs/BENCHMARKS.md, issue 15): scores 0.4/0.6 held hybrid
+    # above both lists where RRF 1/1 lost to BM25.
+    fusion: str = "scores"
+    dense_weight: float = 0.4  # fusion weights
+    bm25_weight: float = 0.6
     rrf_k: int = 60
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    adapter: bool = True  # apply a fine-tuned query adapter found beside the index (python -m rag finetune)
     min_dense_score: float = 0.79  # below this best cosine (e5 scale), nothing relevant was retrieved: refuse
     # --- LLM
     llm: str = "large"  # "small", "large" or a path to a local .gguf file (large: chosen by benchmarks/answers.py)
@@ -99,6 +104,8 @@ class Settings:
         for name in ("top_k", "retrieve_k", "threads", "llm_ctx", "max_answer_tokens", "rrf_k", "ingest_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.fusion not in {"rrf", "scores", "agreement", "pages"}:
+            raise ConfigError(f"fusion must be one of rrf, scores, agreement, pages, got {self.fusion!r}")
         if self.passage_tokens < 0:
             raise ConfigError(f"passage_tokens must be 0 (off) or more, got {self.passage_tokens}")
         if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight == 0:

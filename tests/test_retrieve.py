@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from rag.index import KnowledgeBase
-from rag.retrieve import HybridRetriever, group_by_page, merge_page, plan_scope
+from rag.retrieve import (
+    HybridRetriever,
+    fuse,
+    fuse_agreement,
+    fuse_pages,
+    fuse_rrf,
+    fuse_scores,
+    group_by_page,
+    merge_page,
+    plan_scope,
+)
 from rag.settings import Settings
 from rag.types import Chunk, DocMeta, Document, Scope, Source
 
@@ -142,3 +152,57 @@ def test_real_retrieval_hands_each_page_once(embedder) -> None:
     assert sorted(pages) == [(name, 1), (name, 2), (name, 3)], pages
     [page_one] = [h.chunk for h in hits if h.chunk.source.page == 1]
     assert all(t in page_one.text for page, t in texts if page == 1), page_one.text
+
+
+def _ranked(name: str, scores: list[tuple[str, float]]) -> list[tuple[Chunk, float]]:
+    return [(Chunk(cid, name, cid, Source(name, page=i + 1)), s) for i, (cid, s) in enumerate(scores)]
+
+
+def _rank(ranked, cid: str) -> int:
+    return [c.id for c, _ in ranked].index(cid) + 1
+
+
+def test_fusion_never_ranks_the_answer_below_the_better_list_on_a_constructed_case() -> None:
+    # The issue's failure: BM25 puts the answer first by a wide margin (every rare term of the question on that page),
+    # dense search has it nowhere and ranks near-ties first, which BM25 also lists a little lower. Each chunk is its
+    # own page here, so chunk ranks are page ranks.
+    bm25 = _ranked("r.pdf", [("gold", 14.0), ("a", 5.0), ("b", 4.8), ("c", 4.5)] + [(f"x{i}", 4.0) for i in range(6)])
+    dense = _ranked("r.pdf", [("a", 0.86), ("b", 0.855), ("c", 0.85)] + [(f"y{i}", 0.84 - i / 100) for i in range(7)])
+    best = min(_rank(bm25, "gold"), len(dense) + 1)
+    settings = Settings()
+    assert settings.fusion == "scores"  # the kept fusion (docs/BENCHMARKS.md, issue 15)
+    assert _rank(fuse(dense, bm25, settings), "gold") <= best == 1
+    # Reciprocal-rank fusion with equal weights (the previous default) loses it: two near-ties present in both lists
+    # outrank a list's confident first place.
+    assert _rank(fuse_rrf(((1.0, dense), (1.0, bm25)), 60), "gold") > best
+    # The same with the roles swapped and the weights mirrored: a confident dense first is kept.
+    mirrored = Settings().replace(dense_weight=settings.bm25_weight, bm25_weight=settings.dense_weight)
+    swapped_dense = _ranked(
+        "r.pdf", [("gold", 0.95), ("a", 0.80), ("b", 0.798), ("c", 0.796)] + [(f"x{i}", 0.79) for i in range(6)]
+    )
+    swapped_bm25 = _ranked("r.pdf", [("a", 6.0), ("b", 5.9), ("c", 5.8)] + [(f"y{i}", 5.7 - i / 10) for i in range(7)])
+    assert _rank(fuse(swapped_dense, swapped_bm25, mirrored), "gold") == 1
+
+
+def test_fusions_keep_every_candidate_once_and_agree_on_identical_lists() -> None:
+    a = _ranked("r.pdf", [(f"c{i}", 10.0 - i) for i in range(8)])
+    b = _ranked("r.pdf", [(f"c{i}", 0.9 - i / 100) for i in range(8)])
+    for fused in (
+        fuse_rrf(((1.0, a), (1.0, b))),
+        fuse_scores(((0.4, a), (0.6, b))),
+        fuse_pages(((1.0, a), (1.0, b))),
+        fuse_agreement(a, b, (1.0, 1.0), 60),
+    ):
+        assert [c.id for c, _ in fused] == [f"c{i}" for i in range(8)]
+    # Disjoint lists: the agreement rule keeps the list whose best is further ahead of its runner-up.
+    confident = _ranked("r.pdf", [("g", 20.0), ("h", 2.0), ("i", 1.9), ("j", 1.8)])
+    flat = _ranked("s.pdf", [("p", 0.81), ("q", 0.809), ("r", 0.808), ("s", 0.807)])
+    assert [c.id for c, _ in fuse_agreement(flat, confident, (1.0, 1.0), 60)] == ["g", "h", "i", "j"]
+
+
+def test_fusion_setting_is_validated() -> None:
+    from rag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fusion"):
+        Settings.from_env(environ={"ESG_FUSION": "borda"})
+    assert Settings.from_env(environ={"ESG_FUSION": "pages"}).fusion == "pages"
