@@ -223,12 +223,22 @@ def _reason(language: str, figs: Sequence[str], names: Sequence[str], elsewhere:
     return f"no passage found states {what}" if what else "it cites no passage"
 
 
-def refusal_reason(language: str, removed: Sequence[Removed], missing: Sequence[str]) -> str:
-    """Why an answer with nothing verifiable left is refused: what the passages found do not state."""
-    what = "、".join(dict.fromkeys(missing)) if language == "zh" else ", ".join(dict.fromkeys(missing))
+def refusal_reason(
+    language: str, removed: Sequence[Removed], missing: Sequence[str], elsewhere: Sequence[str] = ()
+) -> str:
+    """Why an answer with nothing verifiable left is refused: what the passages found do not state (``missing``),
+    and figures they give only for something else (``elsewhere``)."""
+    sep = "、" if language == "zh" else ", "
+    what = sep.join(dict.fromkeys(missing))
+    other = sep.join(dict.fromkeys(elsewhere))
     if language == "zh":
-        return f"找到的段落没有说明{what}" if what else "找到的段落没有说明这个问题的答案"
-    return f"the passages found do not state {what}" if what else "the passages found do not state the answer"
+        parts = [f"找到的段落没有说明{what}"] if what else []
+        parts += [f"段落中的{other}说的是别的内容"] if other else []
+        return "；".join(parts) or "找到的段落没有说明这个问题的答案"
+    parts = [f"the passages found do not state {what}"] if what else []
+    if other:
+        parts.append(f"{'they' if what else 'the passages'} give {other} for something else")
+    return "; ".join(parts) or "the passages found do not state the answer"
 
 
 def check(text: str, hits: Sequence[Hit], language: str = "en", question: str = "") -> Grounding:
@@ -247,6 +257,7 @@ def check(text: str, hits: Sequence[Hit], language: str = "en", question: str = 
     removed: list[Removed] = []
     verified: set[int] = set()
     missing_all: list[str] = []
+    elsewhere_all: list[str] = []
     recited = 0
 
     topic: dict[str, list[str]] = {"words": [], "pairs": []}  # the sentence being checked
@@ -309,7 +320,8 @@ def check(text: str, hits: Sequence[Hit], language: str = "en", question: str = 
             ]
             reason = _reason(language, lost_figs, lost_names, elsewhere)
             removed.append(Removed(sentence.strip(), reason))
-            missing_all += lost_figs + lost_names
+            missing_all += [x for x in lost_figs if x not in elsewhere] + lost_names
+            elsewhere_all += elsewhere
             continue
         if new_marks != marks:
             recited += 1
@@ -321,7 +333,7 @@ def check(text: str, hits: Sequence[Hit], language: str = "en", question: str = 
             Checked(sentence.strip(), tuple(new_marks), tuple(f.text for f in figs), tuple(names), verified=bool(ok))
         )
     out = "".join(kept).strip()
-    refusal = None if any(_marks(s) for s in kept) else refusal_reason(language, removed, missing_all)
+    refusal = None if any(_marks(s) for s in kept) else refusal_reason(language, removed, missing_all, elsewhere_all)
     return Grounding(out, tuple(checks), tuple(removed), frozenset(verified), refusal, recited)
 
 
