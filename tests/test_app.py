@@ -530,3 +530,20 @@ def test_help_suggests_a_question_about_the_documents_present(make_app):
         "I can help. Add a report or video on the upload area, then ask about it."
     )
     assert with_suggestion("Scope 3 covers the value chain.", []) == "Scope 3 covers the value chain."
+
+
+def test_a_rewritten_follow_up_shows_the_question_searched_for():
+    hit = Hit(Chunk("c1", "d", "SUEZ treated 2.7 billion m3 in 2022.", Source("suez.pdf", page=3)), 1.0)
+    rewritten = Answer(
+        "2.7 billion m3 [1].",
+        "rag",
+        citations=(Citation(1, hit),),
+        hits=(hit,),
+        question="and in 2022?",
+        standalone_question="How much wastewater did SUEZ treat in 2022?",
+    )
+    html = Renderer(lambda src: None).final(rewritten, "zh")
+    assert "检索的问题" in html and "How much wastewater did SUEZ treat in 2022?" in html
+    cited = (Citation(1, hit),)
+    standalone = Answer("2.8 billion m3 [1].", "rag", cited, (hit,), question="Q?", standalone_question="Q?")
+    assert "esg-searched" not in Renderer(lambda src: None).final(standalone, "en")

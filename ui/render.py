@@ -53,40 +53,32 @@ def render_answer_text(
             return ""
         shown = numbers[n] if numbers is not None else n
         if n in verified:
-            title = esc(GROUNDING[lang if lang in GROUNDING else "en"]["checked_title"])
+            title = esc(t(lang, "grounding_checked_title"))
             return f'<sup class="esg-cite esg-verified" data-verified="true" title="{title}">{shown}✓</sup>'
         return f'<sup class="esg-cite">{shown}</sup>'
 
     return _CITE_MARK.sub(chip, re.sub(r"[ \t]+(?=\[\d{1,3}\])", "", _inline(text)))
 
 
+def searched_for_html(answer: Answer, lang: str) -> str:
+    """The question retrieval searched for, when a follow-up was rewritten with the conversation (else nothing)."""
+    asked, searched = answer.question.strip(), answer.standalone_question.strip()
+    if not searched or searched == asked:
+        return ""
+    return f'<div class="esg-searched">{esc(t(lang, "searched_for"))}: <q>{esc(searched)}</q></div>'
+
+
 # ------------------------------------------------------------------------------------------ citation highlighting
-# What the grounding check did, in the UI language (rag/ground.py): kept here beside the marks that use it.
-GROUNDING = {
-    "en": {
-        "checked": "✓ checked",
-        "checked_title": "The figures and names of the sentences citing this passage were found in it",
-        "removed": "Not shown: no passage found supports these sentences",
-    },
-    "zh": {
-        "checked": "✓ 已核对",
-        "checked_title": "引用该段落的句子中的数字和名称都已在段落中找到",
-        "removed": "未显示：找到的段落不支持以下句子",
-    },
-}
-
-
 def removed_html(removed: Sequence[Removed], lang: str) -> str:
     """The sentences of the model's reply that were not shown, each with the reason."""
     if not removed:
         return ""
-    words = GROUNDING[lang if lang in GROUNDING else "en"]
     items = "".join(
         f'<li><span class="esg-removed-reason">{esc(r.reason)}</span>: <s>{esc(strip_citations(r.sentence))}</s></li>'
         for r in removed
     )
     return (
-        f'<details class="esg-removed" data-removed="{len(removed)}"><summary>{esc(words["removed"])} '
+        f'<details class="esg-removed" data-removed="{len(removed)}"><summary>{esc(t(lang, "grounding_removed"))} '
         f"({len(removed)})</summary><ul>{items}</ul></details>"
     )
 
@@ -235,6 +227,7 @@ class Renderer:
         parts = [
             f'<div class="esg-answer" data-route="{esc(answer.route)}">',
             f'<div class="esg-meta">{self.badge(answer.route, lang, answer.refused)}</div>',
+            searched_for_html(answer, lang),
             f'<div class="esg-text">{render_answer_text(answer.text, numbers, verified, lang)}</div>',
             removed_html(answer.removed, lang),
         ]
@@ -251,8 +244,10 @@ class Renderer:
         body, quote = highlight_passage(citation.hit.chunk.text, claims_for(answer_text, citation.n))
         check = ""
         if citation.verified:
-            words = GROUNDING[lang if lang in GROUNDING else "en"]
-            check = f'<span class="esg-verified" title="{esc(words["checked_title"])}">{esc(words["checked"])}</span>'
+            check = (
+                f'<span class="esg-verified" title="{esc(t(lang, "grounding_checked_title"))}">'
+                f"{esc(t(lang, 'grounding_checked'))}</span>"
+            )
         head = (
             f'<div class="esg-source-head"><span class="esg-n">{shown}</span>'
             f'<span class="esg-label">{esc(src.label())}</span>{check}</div>'
