@@ -28,8 +28,10 @@ SAMPLE_SUFFIXES = (".pdf", ".mp4", ".m4a", ".mp3", ".wav", ".webm")
 
 
 def sample_files(folder: Path = ASSETS) -> list[Path]:
-    """The shipped sample documents (fictional), in a stable order."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+    """The shipped sample documents (fictional), reports before videos (a video takes its company from a report
+    already in the knowledge base), each group by name."""
+    files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+    return sorted(files, key=lambda p: (p.suffix.lower() != ".pdf", p.name))
 
 
 def ensure_sample_kb(assistant: Assistant, folder: Path = ASSETS) -> list[IngestResult] | None:

@@ -352,7 +352,7 @@ class Ingestor:
 
     def _transcribe(self, path: Path, name: str, sha: str, step: Progress, language: str | None):
         from rag.media import probe
-        from rag.meta import detect_meta
+        from rag.meta import detect_meta, known_company
         from rag.transcript import TranscriptCache, chunk_segments, transcribe_cached
 
         info = probe(path, self.settings.max_media_s)
@@ -377,7 +377,11 @@ class Ingestor:
         transcript, _ = transcribe_cached(self._transcriber, path, sha, cache, language, on_progress)
         # Company and year as the speakers state them, so scoping works for media too.
         stated = detect_meta([Page(1, transcript.text)], name)
-        meta = DocMeta(company=stated.company, year=stated.year, language=transcript.doc_language)
+        # A company the knowledge base already knows, named by the file or the speakers, beats what the transcript
+        # alone suggests: recognition misspells names, and a briefing rarely spells out the legal name.
+        known = sorted({d.meta.company for d in self.kb.documents() if d.meta.company})
+        company = known_company(name, transcript.text, known) or stated.company
+        meta = DocMeta(company=company, year=stated.year, language=transcript.doc_language)
         chunks = chunk_segments(transcript.segments, file=name, doc_id=sha, meta=meta, duration_s=transcript.duration_s)
         doc = Document(name, sha, "media", len(chunks), duration_s=info.duration_s, meta=meta)
         return chunks, doc, transcript.notice

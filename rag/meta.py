@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import PurePath
 
 from rag.text import CJK_CHARS, detect_language, has_cjk
@@ -153,6 +154,29 @@ def detect_company(pages: list[Page], filename: str) -> str | None:
         if name:
             return _usual_spelling(name, full)
     return None
+
+
+def known_company(filename: str, text: str, known: Sequence[str]) -> str | None:
+    """The company among ``known`` (those of documents already in the knowledge base) whose name the file name or
+    the text states: every word of its short name appears among the file-name words or in the text. For media,
+    where speech recognition misspells names ("Northwind Medals") and the file name is often the only clue; the
+    longest match wins, so "Northwind Metals Group" beats "Northwind"."""
+    words = set(_filename_tokens(filename))
+    low = text.lower()
+    best: str | None = None
+    for company in known:
+        short = re.sub(r"(?:股份有限公司|有限责任公司|有限公司|集团)$", "", short_name(company)) or company
+        parts = [w for w in re.split(r"[\W_]+", short.lower()) if w]
+        if not parts:
+            continue
+        in_name = all(w in words for w in parts)
+        if has_cjk(company):  # Chinese has no spaces to mark a word's edges
+            in_text = "".join(parts) in re.sub(r"\s+", "", low)
+        else:
+            in_text = re.search(r"\b" + r"\W+".join(map(re.escape, parts)) + r"\b", low) is not None
+        if (in_name or in_text) and (best is None or len(company) > len(best)):
+            best = company
+    return best
 
 
 def short_name(name: str) -> str:

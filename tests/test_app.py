@@ -547,3 +547,15 @@ def test_a_rewritten_follow_up_shows_the_question_searched_for():
     cited = (Citation(1, hit),)
     standalone = Answer("2.8 billion m3 [1].", "rag", cited, (hit,), question="Q?", standalone_question="Q?")
     assert "esg-searched" not in Renderer(lambda src: None).final(standalone, "en")
+
+
+@pytest.mark.slow
+def test_an_uploaded_video_takes_the_company_of_the_report_it_is_about(make_app):
+    """Whisper hears "Northwind Medals" in the sample briefing; the Documents table still shows the report's company
+    (rag.meta.known_company: the file name names a company the knowledge base knows)."""
+    assistant, demo, ctl = make_app(samples=True)
+    report_company = {d.meta.company for d in assistant.documents() if d.name.startswith("northwind")}
+    assert report_company and None not in report_company, report_company
+    last(handler(demo, "on_upload")([str(BRIEFING)], ctl.new_session(), progress=Recorder()))
+    video = next(d for d in assistant.documents() if d.name == BRIEFING.name)
+    assert video.kind == "media" and {video.meta.company} == report_company

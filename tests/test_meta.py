@@ -147,3 +147,26 @@ def test_most_companies_found_without_a_helpful_file_name(testdata):
 def test_sec_filings(testdata, name, company, year):
     meta = detect_meta(_load(testdata / "finance_pdfs" / name), name)
     assert (meta.company, meta.year) == (company, year)
+
+
+def test_a_video_takes_a_known_company_from_its_file_name_or_its_speech():
+    from rag.meta import known_company
+
+    known = ["Northwind Metals", "Qinghe Energy Co., Ltd.", "青禾能源股份有限公司"]
+    # Whisper heard "Northwind Medals": the file name still names the company the knowledge base knows.
+    assert known_company("northwind_metals_briefing_2023.mp4", "Northwind Medals had a good year", known) == (
+        "Northwind Metals"
+    )
+    assert known_company("briefing.mp4", "Today Qinghe Energy reports its results", known) == "Qinghe Energy Co., Ltd."
+    assert known_company("简报.mp4", "今天 青禾能源 发布了年度业绩", known) == "青禾能源股份有限公司"
+    assert known_company("jfk.mp4", "ask not what your country can do for you", known) is None
+    assert known_company("northwind.mp4", "nothing", []) is None
+
+
+def test_the_sample_reports_are_ingested_before_the_sample_video():
+    import app
+
+    files = app.sample_files()
+    kinds = [p.suffix.lower() == ".pdf" for p in files]
+    assert any(kinds) and not all(kinds), files
+    assert kinds == sorted(kinds, reverse=True), files  # every PDF comes before every video
