@@ -271,7 +271,10 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
     # No English label is left in the Chinese interface, on any tab (Gradio's own "Drop File Here" included).
     for tab_zh in ("文档", "问答", "评估"):
         next(b for b in d.find_elements("css selector", "button[role='tab']") if b.text.strip() == tab_zh).click()
-        time.sleep(1)
+        # The tab renders asynchronously: poll (a fixed pause raced a busy machine) and report what stayed English.
+        deadline = time.monotonic() + 30
+        while english_left(d) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert english_left(d) == [], (tab_zh, english_left(d))
 
     # Back to English and the chat tab.
