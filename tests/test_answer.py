@@ -324,11 +324,8 @@ def test_real_question_about_an_absent_company_is_refused_without_the_llm(real_c
 
 
 @pytest.mark.slow
-def test_real_chinese_question_is_answered_in_chinese_with_a_citation(assistant, llm_default):
-    # The default model: with the fused ranking chosen on the dev split (issue 15) the 0.5B model refuses this
-    # question on the same five pages in another order; the answer a user gets comes from the default model.
-    settings = Settings.from_env(environ={}, model_cache=Settings().model_cache, kb_dir=assistant.settings.kb_dir)
-    chain = RagChain(assistant.retriever(), llm_default, settings)
+def test_real_chinese_question_is_answered_in_chinese_with_a_citation(real_chain):
+    chain, _ = real_chain
     answer = chain.ask("这份报告建议证监会要求公司强制披露什么？")
     assert not answer.refused, answer.text
     cjk = len(re.findall(r"[\u4e00-\u9fff]", answer.text))
