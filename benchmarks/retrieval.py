@@ -167,6 +167,18 @@ def run_ours(pdfs: list[Path], groups, verified, args) -> dict:
     }
 
 
+def textbook_rrf(dense: list, sparse: list, k: int = 10) -> list:
+    """The textbook pipeline's hybrid list: LangChain documents of both lists by reciprocal rank (constant 60)."""
+    fused: dict[tuple, float] = {}
+    keyed = {}
+    for ranked in (dense, sparse):
+        for rank, d in enumerate(ranked):
+            key = (d.metadata["source"], d.metadata["page"], d.page_content)
+            keyed[key] = d
+            fused[key] = fused.get(key, 0) + 1 / (60 + rank + 1)
+    return [keyed[key] for key in sorted(fused, key=lambda key: -fused[key])][:k]
+
+
 def run_baseline(pdfs: list[Path], groups, verified, args) -> dict:
     """PyPDFLoader -> RecursiveCharacterTextSplitter(1000, 200) -> FAISS (same embedder) and BM25Retriever."""
     from langchain_community.document_loaders import PyPDFLoader
@@ -204,14 +216,7 @@ def run_baseline(pdfs: list[Path], groups, verified, args) -> dict:
         path = str(next(p for p in pdfs if p.name == doc))
         dense = store.similarity_search(question, k=10, filter={"source": path}, fetch_k=400)
         sparse = bm25[doc].invoke(question)
-        fused: dict[tuple, float] = {}
-        keyed = {}
-        for ranked in (dense, sparse):
-            for rank, d in enumerate(ranked):
-                key = (d.metadata["source"], d.metadata["page"], d.page_content)
-                keyed[key] = d
-                fused[key] = fused.get(key, 0) + 1 / (60 + rank + 1)
-        hybrid = [keyed[k] for k in sorted(fused, key=lambda k: -fused[k])][:10]
+        hybrid = textbook_rrf(dense, sparse)
         for mode, ranked in (("dense", dense), ("bm25", sparse), ("hybrid", hybrid)):
             ranked_all[mode].append([int(d.metadata["page"]) + 1 for d in ranked])
     for mode, ranked in ranked_all.items():

@@ -193,6 +193,8 @@ def run_baseline(root: Path, items: list[Item], threads: int) -> dict:
     from langchain_core.embeddings import Embeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+    from benchmarks.retrieval import textbook_rrf
+
     e5 = E5Embedder(threads=threads)
 
     class E5(Embeddings):
@@ -252,14 +254,7 @@ def run_baseline(root: Path, items: list[Item], threads: int) -> dict:
         else:
             dense = store.similarity_search(q, k=10)
             sparse = bm25_all[item.group].invoke(q)
-        fused: dict[tuple, float] = {}
-        keyed = {}
-        for ranked in (dense, sparse):
-            for rank, d in enumerate(ranked):
-                key = (d.metadata["source"], d.metadata["page"], d.page_content)
-                keyed[key] = d
-                fused[key] = fused.get(key, 0) + 1 / (60 + rank + 1)
-        hybrid = [keyed[k] for k in sorted(fused, key=lambda k: -fused[k])][:10]
+        hybrid = textbook_rrf(dense, sparse)
         gold = set(item.row["pages"])
         for mode, ranked in (("dense", dense), ("bm25", sparse), ("hybrid", hybrid)):
             pages = [{int(d.metadata["page"]) + 1} if d.metadata["source"] == doc else set() for d in ranked]
