@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from rag.assistant import Assistant
@@ -19,27 +18,10 @@ from rag.kb_evidence import EvidenceScorer
 from rag.route import Router
 from rag.settings import Settings
 from rag.types import Chunk, Document, Query, Source
+from tests.test_route import CountingEmbedder  # counts query embeddings
 
 SPEAKER_QUESTION = "What did the speaker ask his fellow Americans to do?"
 WORLD_CUP = "Who won the football World Cup in 2022?"
-
-
-class CountingEmbedder:
-    """The real embedder, counting query embeddings (same name and vectors, so the router's cache still applies)."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.name, self.dim = inner, inner.name, inner.dim
-        self.queries: list[str] = []
-
-    def query(self, text: str) -> np.ndarray:
-        self.queries.append(text)
-        return self.inner.query(text)
-
-    def passages(self, texts):
-        return self.inner.passages(texts)
-
-    def token_count(self, text: str) -> int:
-        return self.inner.token_count(text)
 
 
 @pytest.fixture(scope="module")
