@@ -14,6 +14,7 @@ refresh the README's pictures, run it with ``ESG_SCREENSHOTS=docs/screenshots`` 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -182,6 +183,23 @@ def english_left(driver) -> list[str]:
     )
 
 
+def close_toasts(driver) -> None:
+    """Close every message toast, as a user would: they sit over the top-right corner (the language toggle)."""
+    from selenium.common.exceptions import WebDriverException
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        buttons = driver.find_elements("css selector", "[data-testid=toast-close]")
+        if not buttons:
+            return
+        for b in buttons:
+            # The toast may close itself between the lookup and the click.
+            with contextlib.suppress(WebDriverException):
+                b.click()
+        time.sleep(0.3)
+    raise AssertionError("the message toasts did not close")
+
+
 LAST_BOT = "const m = document.querySelectorAll('#esg-chat .esg-answer'); return m.length ? m[m.length - 1] : null;"
 
 
@@ -257,7 +275,9 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
         assert name in table, table
     d.save_screenshot(str(SHOTS / "documents.png"))
 
-    # The language toggle switches the interface to Chinese.
+    # The language toggle switches the interface to Chinese. The empty-question toast can still cover it
+    # (Gradio shows it for 10 s; a fast upload ends sooner): close the toasts first, as a user would.
+    close_toasts(d)
     d.find_element("xpath", "//*[@id='esg-lang']//label[contains(., '中文')]").click()
     wait_for(
         d,
@@ -278,6 +298,7 @@ def test_drop_a_pdf_ask_and_see_the_cited_page(server, browser, testdata):
         assert english_left(d) == [], (tab_zh, english_left(d))
 
     # Back to English and the chat tab.
+    close_toasts(d)
     d.find_element("xpath", "//*[@id='esg-lang']//label[contains(., 'English')]").click()
     wait_for(
         d,
