@@ -5,10 +5,11 @@
 
 With ``--set``: the verified question set (benchmarks/data/questions_*.jsonl, issue 14), unscoped (the question names
 the company or document) over a knowledge base of every shared English report and Chinese document, reported per
-language pair (en-en, zh-en, zh-zh, en-zh) and overall with 95% bootstrap intervals: uncited-answer rate,
-unsupported-figure rate, citation accuracy, refusal accuracy, answer rate, numeric exact match (figures compared after
-normalisation), TTFT, total time, the grounding check's own time and the query translation's. ``--compare`` asks each
-question before (grounding and translation off: the pipeline as it was) and after, back to back, in one run.
+language pair (en-en, zh-en, zh-zh, en-zh), overall and for the table questions (``kind: table``, issue 18) with 95%
+bootstrap intervals: uncited-answer rate, unsupported-figure rate, citation accuracy, refusal accuracy, answer rate,
+numeric exact match (figures compared after normalisation), TTFT, total time, the grounding check's own time and the
+query translation's. ``--compare`` asks each question before (grounding and translation off: the pipeline as it was)
+and after, back to back, in one run.
 
 Without ``--set``, the English ESG QA set:
 
@@ -540,6 +541,7 @@ def score_verified(item: VItem, rec: VRecord) -> dict:
 
     answered = not rec.refused
     row: dict = {"id": item.id, "lang_pair": item.lang_pair, "answerable": item.answerable, "refused": rec.refused}
+    row["kind"] = item.kind
     row["uncited"] = float(not rec.cited) if answered else None
     if answered:
         figs = _answer_figures(rec, item.question)
@@ -712,6 +714,7 @@ def run_verified(args, settings: Settings) -> None:
         rows = [score_verified(by_id[r.id], r) for r in recs]
         out["rows"][config] = rows
         groups = {"overall": rows} | {lp: [r for r in rows if r["lang_pair"] == lp] for lp in LANG_PAIRS}
+        groups["table"] = [r for r in rows if r.get("kind") == "table"]  # issue 18: table cells as their own slice
         out["metrics"][config] = {g: verified_metrics(rs) for g, rs in groups.items() if rs}
     text = verified_table(out)
     if args.json:
@@ -724,7 +727,7 @@ def run_verified(args, settings: Settings) -> None:
 
 
 def verified_table(out: dict) -> str:
-    """One markdown table per configuration: metrics x (overall, each language pair)."""
+    """One markdown table per configuration: metrics x (overall, each language pair, table questions)."""
     lines = [
         f"{out['set']} split, {out['items']} questions ({out['skipped_no_document']} skipped: their document is not "
         f"in the knowledge base of {len(out['documents'])}), model {out['model']} ({out['llm']}), {out['date']}, "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rag.errors import ConfigError
 from rag.llm import LLM, MESSAGE_OVERHEAD, REPLY_OVERHEAD, ChatMessage
+from rag.table import label_cells
 from rag.text import CITATION, QUESTION_WORDS, detect_language, is_refusal, overlap_units, strip_citations
 from rag.types import Citation, Hit, Scope
 
@@ -207,6 +208,7 @@ def build_prompt(
     max_prompt_tokens: int,
     language: str | None = None,
     passage_tokens: int = 0,
+    label_tables: bool = True,
 ) -> Prompt:
     """The answer prompt for ``question`` over ranked ``hits`` (best first), within the token budget.
 
@@ -214,7 +216,9 @@ def build_prompt(
     are dropped. Kept passages are then ordered best-at-the-ends and numbered in that order. The total never exceeds
     ``prompt_limit`` (re-counted after rendering; passages are dropped until it fits). With ``passage_tokens`` > 0,
     each passage is first focused on the question within that many tokens (``focus_passage``); ``Prompt.hits``
-    keep their full text for display.
+    keep their full text for display. With ``label_tables`` (issue 18), table rows the model reads carry their row
+    and column headers (``rag.table.label_cells``); the budget counts the rewritten text, while retrieval, citations
+    and grounding keep the original passage text.
     """
     language = language or detect_language(question)
     limit = prompt_limit(llm, max_answer_tokens, max_prompt_tokens)
@@ -237,6 +241,8 @@ def build_prompt(
     truncated = 0
     for hit in hits:
         text = sanitize(hit.chunk.text).strip()
+        if label_tables:
+            text = label_cells(text)
         if passage_tokens > 0:
             text = focus_passage(question, text, llm, passage_tokens)
         cost = llm.count_tokens(_passage_block(99, hit, text)) + 1
