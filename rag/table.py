@@ -36,6 +36,7 @@ _LABEL_NUMBER = re.compile(r"\d{1,3}|1(?:,000)+|[-–—]")
 _BARE_YEAR = re.compile(r"(?:19|20)\d\d")
 # A number split by the layout ("0. 1", "5 , 4 7 9"): the cells next to it cannot be trusted.
 _BROKEN_NUMBER = re.compile(r"\d\.$|^[,.]+$")
+_STANDARDS = re.compile(r"\d-\d|\b(?:GRI|SASB|WEF|TCFD|ESRS|UNGC)\b")  # reporting-standard references
 _NUMBERED_LABEL = {"scope", "level", "category", "tier", "phase", "type"}  # "Scope 1 9.5 9.7": 1 is the label's
 
 _YEAR = r"(?:FY\s?)?(?:19|20)\d\d"
@@ -129,7 +130,7 @@ def parse_rows(text: str, columns: list[str], group: str = "") -> list[str | Row
             label.extend(run)  # e.g. the unit "1,000 tonnes"
             continue
         # "Scope 1 9.5 9.7": with one cell per column "1" would be a cell; with one more it is the label's
-        numbered = bool(label) and label[-1].lower().rstrip(":") in _NUMBERED_LABEL and run[0].isdigit()
+        numbered = bool(label and label[-1].lower().rstrip(":") in _NUMBERED_LABEL and re.fullmatch(r"\d", run[0]))
         if len(run) == n and label and not _FOOTNOTE.fullmatch(run[0]) and not numbered:
             cells, words = run, label
         elif len(run) == n + 1 and label and (_FOOTNOTE.fullmatch(run[0]) or numbered):
@@ -153,7 +154,7 @@ def _group(line: str) -> str:
     line = line.strip()
     if not line or len(line) >= _GROUP or _FOOTNOTE_LINE.match(line) or _YEAR_HEADER.search(line):
         return ""
-    if re.search(r"\d-\d", line) or line.endswith(("-", "–")):  # a standards column ("GRI 205-3"), a cut word
+    if _STANDARDS.search(line) or line.endswith(("-", "–")):  # a standards column ("GRI 205-3, WEF"), a cut word
         return ""
     numbers = [t for t in line.split() if _is_cell(t) and not _FOOTNOTE.fullmatch(t)]
     if len(numbers) > 1 or any(not re.fullmatch(r"\d{1,2}", t) for t in numbers):
@@ -206,5 +207,6 @@ def label_cells(text: str) -> str:
         elif len(stripped) >= _PROSE and not _YEAR_HEADER.search(stripped):
             columns = target = None  # a paragraph: the table has ended
         if not _FOOTNOTE_LINE.match(stripped) or len(stripped) > 4:
-            previous = stripped
+            # what follows the line's last row or header ("… 14.4 Sales by division (percentage)") names the next
+            previous = pieces[-1] if pieces and isinstance(pieces[-1], str) else ""
     return "".join(parts)

@@ -74,6 +74,15 @@ def test_suez_commitment_table_keeps_baseline_target_and_result_apart(page):
     assert "Group: 70% Europe: 100%" in out
 
 
+def test_samsung_group_lines_name_the_rows_that_follow(page):
+    """Samsung p. 56: "… Harman KRW 1 trillion 10.0 13.2 14.4 Sales by division (percentage)" then "DX % 55 56 60 …":
+    the text after the last row names the rows of the next line."""
+    out = lines(label_cells(page(SAMSUNG, 56)))
+    assert "Sales by division (percentage): DX % — 2021: 55 | 2022: 56 | 2023: 60" in out
+    assert "Sales by division (absolute value): DX KRW 1 trillion — 2021: 166.3 | 2022: 182.5 | 2023: 170.0" in out
+    assert "Sales KRW 1 trillion — 2021: 279.6 | 2022: 302.2 | 2023: 258.9" in out
+
+
 def test_samsung_water_rows_from_plain_pypdf_text(raw_page):
     out = lines(label_cells(raw_page(SAMSUNG, 64)))
     assert "Wastewater discharge 1,000 tonnes — 2021: 130,955 | 2022: 136,118 | 2023: 142,995" in out
