@@ -51,7 +51,7 @@ _TARGET_ROW = re.compile(
 )
 _FOOTNOTE_LINE = re.compile(r"^\s*(?:\(?\d{1,2}\)|\d{1,2}\)(?:,\s*\d{1,2}\))*)")
 _PROSE = 100  # characters: a line this long with no table row ends the table (a paragraph follows it)
-_GROUP = 80  # characters: a shorter line with no number names the rows of the next line ("Scope 1", "Water intake")
+_GROUP = 80  # characters: a shorter line without table values names the rows of the next line ("Water intake")
 SEP = " — "  # between a row label and its cells
 
 
