@@ -17,7 +17,7 @@ from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from rag.citation import locate_pages
 from rag.errors import RagError
-from rag.followup import follow_up
+from rag.followup import follow_up, resolve_relative_years
 from rag.ground import check
 from rag.llm import BUNDLED, LLM, YesNoScorer
 from rag.prompt import (
@@ -125,11 +125,15 @@ class RagChain:
         return self._rewrite(turn)
 
     def _rewrite(self, turn: Turn) -> Turn:
-        """The LLM rewrite of a follow-up, with the last turns as context."""
+        """The LLM rewrite of a follow-up, with the last turns as context. Relative years ("the previous fiscal
+        year", 上一财年) are first made concrete, so the rewrite must keep the year (``clean_rewrite``)."""
         start = time.perf_counter()
-        messages = rewrite_messages(turn.question, turn.history)
+        question = resolve_relative_years(turn.question, turn.history)
+        if question != turn.question:
+            log.info("relative year: %r -> %r", turn.question, question)
+        messages = rewrite_messages(question, turn.history)
         raw = "".join(self.llm.stream(messages, max_tokens=REWRITE_MAX_TOKENS, stop=("\n",)))
-        standalone = clean_rewrite(raw, turn.question, turn.history)
+        standalone = clean_rewrite(raw, question, turn.history)
         log.info("rewrote %r -> %r in %.2f s", turn.question, standalone, time.perf_counter() - start)
         return replace(turn, standalone=standalone)
 

@@ -54,6 +54,20 @@ _ZH_REFERENCE = re.compile(
 )
 _ZH_CONTINUATION = re.compile(r"^\s*(?:那么|那|还有|另外|以及|和|与|再|同样|相比之下|对比)")
 _ZH_TRAILING_NE = re.compile(r"呢\s*[？?]?\s*$")
+# A question word makes "…是多少呢？" a question of its own; without one, "X呢？" is "and what about X?".
+_ZH_ASKING = re.compile(r"多少|什么|哪|几|如何|怎么|怎样|为什么|为何|吗|是否|谁|何")
+# A Chinese question with no subject of its own (ellipsis): it opens with a passive or a yes/no verb ("被评为D的情形
+# 有哪些？"), opens with a bare time ("2009年的时候有多少份？"), or counts with the noun left out ("需要披露哪几项？").
+_ZH_NO_SUBJECT = re.compile(
+    r"^\s*(?:被|是否|有没有|是不是|能否|有无)"
+    r"|^\s*(?:19|20)\d{2}年(?:的时候|时|那时)"
+    r"|(?:多少|几|哪几)[份家项个次条种类位名只]\s*[？?]?\s*$"
+)
+# …unless it names one: a Latin-letter name (SUEZ, EcoVadis, ESG), a title 《…》, an index (沪深300, 中证800) or an
+# organisation (…集团, …银行, 深交所).
+_ZH_NAMED = re.compile(
+    r"[A-Za-z]{2,}|《|[\u4e00-\u9fff]\d{2,}(?![\d年])|集团|银行|交易所|交所|证监会|协会|委员会|电子|股份"
+)
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d[\d.,%]*")
 
@@ -109,8 +123,10 @@ def _chinese_cue(question: str) -> str:
     match = _ZH_REFERENCE.search(question)
     if match:
         return f"refers back with {match.group(0)!r}"
-    if _ZH_TRAILING_NE.search(question) and count_han(question) <= 12:
+    if _ZH_TRAILING_NE.search(question) and (count_han(question) <= 12 or not _ZH_ASKING.search(question)):
         return "is a fragment ending in 呢"
+    if _ZH_NO_SUBJECT.search(question) and not _ZH_NAMED.search(question):
+        return "has no subject of its own"
     return ""
 
 
@@ -123,3 +139,152 @@ def follow_up(question: str, history: Sequence[tuple[str, str]] = ()) -> FollowU
     chinese = count_han(question) >= 2
     cue = (_chinese_cue(question) or _english_cue(question, fragments=False)) if chinese else _english_cue(question)
     return FollowUp(bool(cue), cue)
+
+
+# --- relative years -------------------------------------------------------------------------------------------------
+# "the previous fiscal year" after a turn about fiscal 2024 means fiscal 2023. The small rewrite model does not do
+# this arithmetic (it kept "the previous fiscal year" or dropped the year), so it is done here, before the rewrite.
+
+# A year as reports write it: 2023, FY2023, FY23, FY 2023, fiscal (year) 2023, 2023财年. Not part of a longer number.
+_YEAR = re.compile(
+    r"(?<![\d.,])(?:(?P<fy>FY\s?'?)(?P<short>\d{2}|\d{4})|(?P<fiscal>fiscal\s+(?:year\s+)?)?(?P<year>(?:19|20)\d{2}))"
+    r"(?![\d]|[.,]\d)(?P<cai>\s*财年)?",
+    re.IGNORECASE,
+)
+_EN_COUNT = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+_ZH_COUNT = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5}
+_NOT_A_YEAR_NEXT = r"(?!\s*(?:\d|FY|fiscal))"  # "the year before 2023" names its year already
+_FISCAL_WORD = r"(?P<kind>fiscal|financial|reporting)\s+"
+# English phrases, each with the offset from the anchor year (or a group giving it).
+_EN_RELATIVE = re.compile(
+    r"\b(?:"
+    r"(?P<before_last>(?:the\s+)?year\s+before\s+last)"
+    rf"|(?P<prev>(?:the\s+)?(?:previous|prior|preceding)\s+(?:{_FISCAL_WORD})?year)"
+    rf"|(?P<next>(?:the\s+)?(?:following|subsequent)\s+(?:{_FISCAL_WORD.replace('kind', 'kind2')})?year"
+    r"|the\s+next\s+year)"
+    rf"|(?P<same>(?:the\s+)?same\s+(?:{_FISCAL_WORD.replace('kind', 'kind3')})?year|that\s+year)"
+    r"|(?P<n>a|one|two|three|four|five|[1-5])\s+(?:fiscal\s+)?years?\s+(?P<dir>earlier|before|prior|later|after)"
+    r"|(?P<the_year>the\s+year\s+(?P<dir2>before|after))"
+    rf")\b{_NOT_A_YEAR_NEXT}(?P<poss>['’]s\b)?",
+    re.IGNORECASE,
+)
+# Chinese: 上一财年, 上一年(度), 前一年, 次年, 下一年, 同年, 两年前, 三年后 …
+_ZH_RELATIVE = re.compile(
+    r"(?P<prev_fy>上一个?财年|上个财年|上财年|前一财年|上一(?:财政|会计)年度)"
+    r"|(?P<next_fy>下一个?财年|下个财年|次一财年)"
+    r"|(?P<same_fy>同一财年|该财年|当财年)"
+    r"|(?P<prev>上一年度?|上年度?|前一年度?)"
+    r"|(?P<next>次年|下一年度?|后一年|翌年)"
+    r"|(?P<same>同一年|同年|当年|那一年|该年)"
+    r"|(?<![\d〇零一二两三四五六七八九十百])(?P<n>[一两二三四五1-5])年(?P<dir>之前|以前|前|之后|以后|后)"
+)
+# After these words an English year needs no "in" ("compared with 2022", "how about fiscal year 2023").
+_PLAIN_AFTER = frozenset(
+    "in for of from during than to since until by with about on at versus vs between before after".split()
+)
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """The year a relative phrase counts from, and how it was written (``"FY"``, ``"fiscal"``, ``"财年"`` or ``""``)."""
+
+    year: int
+    style: str = ""
+
+
+def _years(text: str) -> list[_Anchor]:
+    out = []
+    for m in _YEAR.finditer(text):
+        if m.group("short"):
+            digits = m.group("short")
+            out.append(_Anchor(int(digits) + (2000 if len(digits) == 2 else 0), "FY"))
+        else:
+            style = "财年" if m.group("cai") else "fiscal" if m.group("fiscal") else ""
+            out.append(_Anchor(int(m.group("year")), style))
+    return out
+
+
+def _history_anchor(history: Sequence[tuple[str, str]]) -> _Anchor | None:
+    """The last year of the latest question that names one, else of its answer, going back turn by turn."""
+    for question, answer in reversed(list(history)):
+        for text in (question, answer or ""):
+            years = _years(text)
+            if years:
+                return years[-1]
+    return None
+
+
+def _english_year(anchor: _Anchor, year: int, kind: str) -> str:
+    if kind:
+        return f"{kind.lower()} year {year}"
+    if anchor.style == "FY":
+        return f"FY{year}"
+    if anchor.style in {"fiscal", "财年"}:
+        return f"fiscal {year}"
+    return str(year)
+
+
+def _english_offset(m: re.Match[str]) -> int:
+    if m.group("before_last"):
+        return -2
+    if m.group("prev"):
+        return -1
+    if m.group("next"):
+        return 1
+    if m.group("same"):
+        return 0
+    if m.group("n"):
+        n = _EN_COUNT.get(m.group("n").lower()) or int(m.group("n"))
+        return -n if m.group("dir").lower() in {"earlier", "before", "prior"} else n
+    return -1 if m.group("dir2").lower() == "before" else 1
+
+
+def _chinese_offset(m: re.Match[str]) -> tuple[int, bool]:
+    """The offset and whether the phrase itself says 财年."""
+    for name, offset, fiscal in (
+        ("prev_fy", -1, True),
+        ("next_fy", 1, True),
+        ("same_fy", 0, True),
+        ("prev", -1, False),
+        ("next", 1, False),
+        ("same", 0, False),
+    ):
+        if m.group(name):
+            return offset, fiscal
+    n = _ZH_COUNT.get(m.group("n")) or int(m.group("n"))
+    return (-n if "前" in m.group("dir") else n), False
+
+
+def resolve_relative_years(question: str, history: Sequence[tuple[str, str]] = ()) -> str:
+    """``question`` with relative years ("the previous fiscal year", "two years earlier", 上一财年, 次年) replaced by
+    the concrete year they mean, counted from a year written earlier in the question itself or, failing that, the
+    last year of the latest turn that names one ("fiscal 2024" -> "fiscal year 2023"). Unchanged when no year is
+    known. Only for follow-ups: a standalone question is never rewritten."""
+    history_anchor = _history_anchor(history)
+
+    def anchor_before(pos: int) -> _Anchor | None:
+        own = _years(question[:pos])
+        return own[-1] if own else history_anchor
+
+    def english(m: re.Match[str]) -> str:
+        anchor = anchor_before(m.start())
+        if anchor is None:
+            return m.group(0)
+        kind = m.group("kind") or m.group("kind2") or m.group("kind3") or ""
+        text = _english_year(anchor, anchor.year + _english_offset(m), kind)
+        if m.group("poss"):  # "that year's output" -> "the 2023 output"
+            return f"the {text}"
+        previous = re.findall(r"[A-Za-z]+", question[: m.start()])
+        if previous and previous[-1].lower() not in _PLAIN_AFTER:
+            return f"in {text}"  # "What was it the year before?" -> "What was it in 2022?"
+        return text
+
+    def chinese(m: re.Match[str]) -> str:
+        anchor = anchor_before(m.start())
+        if anchor is None:
+            return m.group(0)
+        offset, fiscal = _chinese_offset(m)
+        year = anchor.year + offset
+        return f"{year}财年" if fiscal or anchor.style in {"fiscal", "财年", "FY"} else f"{year}年"
+
+    return _ZH_RELATIVE.sub(chinese, _EN_RELATIVE.sub(english, question))

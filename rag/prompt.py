@@ -317,18 +317,30 @@ def rewrite_messages(
     return (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", content))
 
 
-def context_terms(question: str) -> str:
-    """Names, years and codes of an earlier question ("Costco, FY22"), to carry into a follow-up that lost them.
-    A Chinese question is kept whole (up to 60 characters): names are not marked by capitals there."""
+# Words that carry no subject: question words, and what "What about …" / "How much …" add.
+_NOT_CONTEXT = QUESTION_WORDS | frozenset("about much many also then so between it its their they this that".split())
+_A_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
+_YEAR_WORD = re.compile(r"fy'?\d{2}|(?:fy)?(?:19|20)\d{2}|fiscal")  # a lower-cased word that only dates a question
+
+
+def context_terms(question: str, drop_years: bool = False) -> str:
+    """The subject of an earlier question, to carry into a follow-up the model could not rewrite. English: its runs
+    of words between question words ("What was SUEZ's gender equality index score in 2023?" -> "SUEZ gender equality
+    index score, 2023"), without years (and "fiscal") when ``drop_years`` (the follow-up names its own year). A
+    Chinese question is kept whole (up to 60 characters): names are not marked by capitals there."""
     question = sanitize(question).strip()
     if detect_language(question) == "zh":
         return question[:60]
-    terms = []
-    for word in re.findall(r"[A-Za-z0-9][\w&.\-]*", question):
-        word = re.sub(r"(?:'s|’s)$", "", word).rstrip(".")
-        if (word[:1].isupper() or any(c.isdigit() for c in word)) and word.lower() not in QUESTION_WORDS:
-            terms.append(word)
-    return ", ".join(dict.fromkeys(terms))
+    words: list[str] = []
+    for word in re.findall(r"[A-Za-z0-9][\w&.\-'’]*", question):
+        word = re.sub(r"['’]s?$", "", word).rstrip(".")
+        low = word.lower()
+        if low in _NOT_CONTEXT or (drop_years and _YEAR_WORD.fullmatch(low)):
+            words.append("")  # a break between runs
+        else:
+            words.append(word)
+    runs = [r.strip() for r in " ".join(words).split("  ")]
+    return ", ".join(dict.fromkeys(r for r in runs if r))
 
 
 def clean_rewrite(raw: str, question: str, history: Sequence[tuple[str, str]] = ()) -> str:
@@ -343,8 +355,11 @@ def clean_rewrite(raw: str, question: str, history: Sequence[tuple[str, str]] = 
 
     earlier = {norm(u) for u, _ in history}
     # What the follow-up adds (e.g. "Scope 1", "change") must survive, or the model just repeated an earlier turn.
-    new_words = overlap_units(question) - set().union(*(overlap_units(u) for u, _ in history))
-    lost = bool(new_words) and not (new_words & overlap_units(text))
+    # Question words do not count ("what" in "What about Scope 3?" survives any rewrite), and every new number must
+    # survive: "Scope 3" or "2022" rewritten away is another question.
+    new_words = overlap_units(question) - set().union(*(overlap_units(u) for u, _ in history)) - _NOT_CONTEXT
+    kept = overlap_units(text)
+    lost = (bool(new_words) and not (new_words & kept)) or any(w[0].isdigit() and w not in kept for w in new_words)
     if (
         not text
         or len(text) > 3 * len(question) + 200
@@ -357,7 +372,7 @@ def clean_rewrite(raw: str, question: str, history: Sequence[tuple[str, str]] = 
         or detect_language(text) != detect_language(question)
     ):
         if history and norm(question) not in earlier:
-            terms = context_terms(history[-1][0])
+            terms = context_terms(history[-1][0], drop_years=bool(_A_YEAR.search(question)))
             return f"{question} ({terms})" if terms else question
         return question
     return text

@@ -118,7 +118,7 @@ def test_an_unusable_rewrite_falls_back_to_the_question_with_its_context():
     llm = ScriptedLLM(["", "Answer [1]."])
     retriever = FakeRetriever()
     RagChain(retriever, llm, SETTINGS).ask("and in 2022?", history=[("Costco's target?", "a")])
-    assert retriever.calls[0][0] == "and in 2022? (Costco)"
+    assert retriever.calls[0][0] == "and in 2022? (Costco target)"
 
 
 def test_an_uncited_answer_is_attributed_to_the_passage_that_states_it():
