@@ -195,6 +195,7 @@ FY = [("What was Costco's water use in FY2023?", "12 million m3 [1].")]
         ("What about the year before 2020?", SAMSUNG, "What about the year before 2020?"),
         ("What is the target for next year?", SAMSUNG, "What is the target for next year?"),
         ("2023年前的排放是多少？", SAMSUNG, "2023年前的排放是多少？"),
+        ("以上年份的排放呢？", SAMSUNG, "以上年份的排放呢？"),
         ("And in 2022?", SAMSUNG, "And in 2022?"),
     ],
 )
