@@ -5,6 +5,9 @@ Only a question that refers back ("its Scope 3?", "and in 2022?", "那范围3呢
 rewritten with the history. The test is lexical and deterministic, so a standalone question can never be turned into
 another one by the model: a rewrite that changed "How much wastewater did SUEZ treat in 2023?" into a question about
 SUEZ's targets is what this prevents.
+
+``resolve_relative_years`` then makes a follow-up's relative years concrete ("the previous fiscal year" after a turn
+about fiscal 2024 -> "fiscal year 2023"; 上一财年 -> 2023财年) before the LLM rewrite, which does not do the arithmetic.
 """
 
 from __future__ import annotations
