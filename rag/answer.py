@@ -72,6 +72,7 @@ class Turn:
     standalone: str = ""
     retrieval: Retrieval | None = None
     query: Query | None = None  # the router's Query: its text and embedding serve retrieval when nothing was rewritten
+    translated: str = ""  # the question in the documents' other language (cross-lingual retrieval), if asked
 
 
 class RagChain:
@@ -157,7 +158,7 @@ class RagChain:
         if not translated:
             return turn
         other = self.retriever.retrieve(translated, turn.scope)
-        return replace(turn, retrieval=fuse(r, other, self.settings.top_k, self.settings.rrf_k))
+        return replace(turn, retrieval=fuse(r, other, self.settings.top_k, self.settings.rrf_k), translated=translated)
 
     def _refusal_reason(self, turn: Turn) -> str | None:
         r = turn.retrieval
@@ -172,7 +173,14 @@ class RagChain:
         turn = received[-1]
         assert turn.retrieval is not None
         retrieval = turn.retrieval
-        base = Answer("", ROUTE, hits=retrieval.hits, question=turn.question, standalone_question=turn.standalone)
+        base = Answer(
+            "",
+            ROUTE,
+            hits=retrieval.hits,
+            question=turn.question,
+            standalone_question=turn.standalone,
+            translated_question=turn.translated,
+        )
         reason = self._refusal_reason(turn)
         if reason is not None:
             text = refusal_text(turn.language, reason)
@@ -263,7 +271,10 @@ def finalize(raw: str, hits, language: str, base: Answer, ground: bool = True) -
         return replace(base, text=strip_citations(raw), refused=True, reason=refusal_reason_from_text(raw, language))
     text, citations = extract_citations(repoint_citations(attribute_citations(tidy_marks(raw), hits), hits), hits)
     if ground:
-        g = check(text, hits, language, base.standalone_question or base.question)
+        # The translation gives the question's words in the other script: a Chinese answer's figure is then checked
+        # for what it is about in an English passage too ("内部碳价" -> "internal carbon price").
+        question = " ".join(filter(None, (base.standalone_question or base.question, base.translated_question)))
+        g = check(text, hits, language, question)
         base = replace(base, checks=g.checks, removed=g.removed)
         if g.refusal is not None:
             return replace(base, text=refusal_text(language, g.refusal), refused=True, reason=g.refusal)

@@ -60,6 +60,7 @@ def answer_json(answer: Answer) -> dict:
         "refused": answer.refused,
         "question": answer.question,
         "standalone_question": answer.standalone_question,
+        "translated_question": answer.translated_question,
         "citations": [
             {
                 "n": c.n,

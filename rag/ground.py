@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag.figures import Figure, extract_figures, figure_in, figure_matches
-from rag.text import CITATION, HAN, detect_language, is_refusal_statement, overlap_units
+from rag.text import CITATION, HAN, is_refusal_statement, overlap_units
 from rag.types import Checked, Hit, Removed
 
 # Capitalised words that are not names: sentence starters, months, and the ESG vocabulary answers capitalise.
@@ -193,7 +193,8 @@ def _marks(sentence: str) -> list[int]:
 
 def _has_name(name: str, p: _Passage) -> bool | None:
     """``True``/``False`` whether passage ``p`` names it; ``None`` when it cannot tell (a Chinese passage)."""
-    if re.search(r"(?<![a-z0-9])" + re.escape(name.lower()) + r"(?![a-z0-9])", p.haystack):
+    # A plural or possessive form names it too: "Americans" in a transcript supports "American".
+    if re.search(r"(?<![a-z0-9])" + re.escape(name.lower()) + r"(?:e?s)?(?![a-z0-9])", p.haystack):
         return True
     return False if p.latin else None
 
@@ -297,11 +298,15 @@ def check(text: str, hits: Sequence[Hit], language: str = "en", question: str = 
         # from "reduce Scope 1 and 2 emissions 39%": the metric is named in the question, the verb is paraphrased.
         # A bare figure ("39% by 2030.") says nothing of what it is: only a sentence that does is checked for it.
         memo.clear()
+        # A sentence in the other script than a passage is read through the question's words in that script
+        # (the question as asked, or its translation for cross-lingual retrieval): a Chinese sentence stating "43.7%"
+        # as an internal carbon price is not supported by "Waste Diversion 43.7%" when the translated question's
+        # words ("internal", "carbon", "price") are nowhere near it.
         own_words, own_pairs = topic_terms(body)
         words, pairs = topic_terms(body + " " + question)
-        english = detect_language(body) == "en"
-        topic["words"] = words if english and own_words else []
-        topic["pairs"] = pairs if not english and own_pairs else []
+        says_what = bool(own_words or own_pairs)
+        topic["words"] = words if says_what else []
+        topic["pairs"] = pairs if says_what else []
         if not claims or is_refusal_statement(body):
             kept.append(sentence + sep)
             checks.append(Checked(sentence.strip(), tuple(marks)))

@@ -217,6 +217,7 @@ class Answer:
     checks: tuple[Checked, ...] = ()
     removed: tuple[Removed, ...] = ()
     route_reason: str = ""  # why the router chose ``route`` (e.g. "kb:lexical: shares rare words ... : americans")
+    translated_question: str = ""  # the question in the documents' other language, when retrieval translated it
 
 
 @dataclass(frozen=True)
