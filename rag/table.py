@@ -17,8 +17,9 @@ Two layouts are recognised, both seen in the shared reports:
 
 A row whose cell count does not match is left as it is: the detector never guesses which column a cell belongs to.
 Only rows below their header in the same text are labelled: a passage cut from its table's header stays as it is.
-Pure functions over strings, deterministic, no model. Used only for the text the LLM reads (``rag.prompt``); the
-index, retrieval and the grounding of figures keep the original passage text.
+Pure functions over strings, deterministic, no model. Used for the text the LLM reads (``rag.prompt``) and, through
+``table_parts``, for the year column of each cell when grounding figures (``rag.ground``); the index and retrieval
+keep the original passage text.
 """
 
 from __future__ import annotations
@@ -166,7 +167,13 @@ def label_cells(text: str) -> str:
     """``text`` with every recognised table row rewritten to carry its row label and column headers, one row a line
     (module docstring). Lines that are not table rows, and all text when no header is found, are returned unchanged;
     the numbers themselves are never changed."""
-    parts = re.split(r"(\n+)", text)
+    return "".join(p.render() if isinstance(p, Row) else p for p in table_parts(text))
+
+
+def table_parts(text: str) -> list[str | Row]:
+    """``text`` as the recognised table rows and the text around them (line breaks included), in order: rendering
+    the rows and joining everything gives ``label_cells(text)``."""
+    parts: list[str | list[str | Row]] = list(re.split(r"(\n+)", text))
     columns: list[str] | None = None  # the year header in force
     target: list[str] | None = None  # the target-table header in force
     previous = ""  # the last non-empty, non-footnote line
@@ -181,7 +188,7 @@ def label_cells(text: str) -> str:
             continue
         if target and (r := _TARGET_ROW.match(stripped)) and previous:
             cells = (r.group("base"), r.group("goal"), r.group("result"))
-            parts[k] = Row(previous, tuple(zip(target, cells, strict=True))).render()
+            parts[k] = [Row(previous, tuple(zip(target, cells, strict=True)))]
             previous = stripped
             continue
         pieces: list[str | Row] = []
@@ -203,10 +210,13 @@ def label_cells(text: str) -> str:
             columns, target = _year_columns(header), None
             rest = rest[header.end() :]
         if any(isinstance(p, Row) for p in pieces):
-            parts[k] = "\n".join(p.render() if isinstance(p, Row) else p for p in pieces)
+            parts[k] = [x for i, p in enumerate(pieces) for x in (["\n"] if i else []) + [p]]
         elif len(stripped) >= _PROSE and not _YEAR_HEADER.search(stripped):
             columns = target = None  # a paragraph: the table has ended
         if not _FOOTNOTE_LINE.match(stripped) or len(stripped) > 4:
             # what follows the line's last row or header ("… 14.4 Sales by division (percentage)") names the next
             previous = pieces[-1] if pieces and isinstance(pieces[-1], str) else ""
-    return "".join(parts)
+    out: list[str | Row] = []
+    for part in parts:
+        out.extend(part if isinstance(part, list) else [part])
+    return out

@@ -295,3 +295,35 @@ def test_the_ui_marks_checked_citations_and_says_what_was_removed_and_why():
     assert 'class="esg-cite esg-verified"' in html and "✓ checked" in html
     assert 'data-removed="1"' in html and "no passage found states 9 million tonnes" in html
     assert "It recycled 9 million tonnes." in html  # the removed sentence, struck through, under its reason
+
+
+# Northwind sample report (assets/), p. 1 as pypdf extracts it: a key-figure table under year columns.
+KEY_FIGURES = (
+    "It covers the calendar year 2023 and compares it with 2022. Revenue was GBP 2.1 billion.\n"
+    "Key figure 2022 2023\n"
+    "Metal produced (tonnes) 498,000 512,000\n"
+    "Scope 1 and 2 emissions (tCO2e) 677,300 610,300\n"
+    "Renewable electricity share 31% 46%"
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "kept"),
+    [
+        # the bundled model's answer through llama_cpp.server (session 8): the 2022 cell given as 2023's
+        ("Scope 1 emissions in 2023 were 677,300 tCO2e [1].", "What were the Scope 1 emissions in 2023?", False),
+        ("Scope 1 and 2 emissions were 677,300 tCO2e [1].", "What were the Scope 1 and 2 emissions in 2023?", False),
+        ("范围1和2排放为677,300吨二氧化碳当量[1]。", "2023年范围1和2排放是多少？", False),
+        # the right column, a comparison within the row, a year the sentence itself names, or no year at all
+        ("Scope 1 and 2 emissions were 610,300 tCO2e [1].", "What were the Scope 1 and 2 emissions in 2023?", True),
+        ("Scope 1 and 2 emissions were 610,300 tCO2e, down from 677,300 [1].", "… emissions in 2023?", True),
+        ("In 2022 Scope 1 and 2 emissions were 677,300 tCO2e [1].", "What were the emissions in 2023?", True),
+        ("Scope 1 and 2 emissions were 677,300 tCO2e [1].", "What were the Scope 1 and 2 emissions?", True),
+    ],
+)
+def test_a_table_cell_supports_a_figure_only_for_its_own_column_year(answer, question, kept):
+    hit = Hit(Chunk("k", "shaN", KEY_FIGURES, Source("northwind.pdf", page=1), DocMeta(language="en")), 0.5)
+    g = check(answer, [hit], detect_language(answer), question)
+    assert (g.refusal is None) == kept, (g.text, g.removed)
+    if not kept:
+        assert "677,300" in g.refusal and ("something else" in g.refusal or "别的" in g.refusal), g.refusal
