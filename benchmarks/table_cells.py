@@ -9,10 +9,11 @@ change from retrieval: ``benchmarks/answers.py --set`` measures the whole chain 
 - first figure right: the answer's first figure (years and figures of the question left out) matches the gold
   answer's first figure (``rag.figures``: formats and units normalised); any figure right: one of them does;
 - other cell only: none does, and the answer states another figure of the evidence row (a swapped column);
-- labelled: the passage holds the header of the evidence row's table, so the rewrite changed it (a passage cut off
-  from its table's header stays as it was, and both answers then see the same text).
+- labelled: the passage holds the header of the evidence row's table, so the rewrite changed it; carried: the
+  passage continues a table whose header is in the text before it, and reads it from ``Chunk.table_header``;
+- ``--coverage``: no model, only those two counts.
 
-    python benchmarks/table_cells.py --set dev [--json out.json]
+    python benchmarks/table_cells.py --set dev [--json out.json] [--coverage]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--set", choices=("dev", "test"), required=True)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--coverage", action="store_true", help="only count the passages read with their table header")
     args = ap.parse_args()
 
     items = [
@@ -62,7 +64,8 @@ def main() -> None:
     ][: args.limit]
     settings = Settings.from_env()
     llm = make_llm(settings)
-    llm.load()
+    if not args.coverage:
+        llm.load()
     chunks: dict[str, list] = {}
     rows, wall = [], time.perf_counter()
     for item in items:
@@ -81,8 +84,13 @@ def main() -> None:
         out: dict = {
             "id": item["id"],
             "lang_pair": item["lang_pair"],
+            # before the chunk carried its table's header, only a header inside the passage labelled its rows
             "header": label_cells(passage.text) != passage.text,
+            "carried": bool(passage.table_header) and label_cells(passage.text) == passage.text,
         }
+        if args.coverage:
+            rows.append(out)
+            continue
         for config, labels in (("labels", True), ("plain", False)):
             prompt = build_prompt(
                 item["question"],
@@ -107,6 +115,15 @@ def main() -> None:
             flush=True,
         )
 
+    if args.coverage:
+        inside = sum(r["header"] for r in rows)
+        carried = sum(r["carried"] for r in rows)
+        print(
+            f"{args.set} split, {len(rows)} answerable table questions whose evidence one passage holds (of "
+            f"{len(items)}): header inside the passage {inside}, carried from the text before (Chunk.table_header) "
+            f"{carried}, neither {len(rows) - inside - carried}"
+        )
+        return
     lines = [
         f"{args.set} split, {len(rows)} answerable table questions (of {len(items)}), model {llm.name}, {today()}, "
         f"{machine()}; wall {time.perf_counter() - wall:.0f} s",
@@ -115,7 +132,11 @@ def main() -> None:
         "| other cell only: labelled | as extracted |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, subset in (("all", rows), ("header in the passage", [r for r in rows if r["header"]])):
+    for name, subset in (
+        ("all", rows),
+        ("header in the passage", [r for r in rows if r["header"]]),
+        ("header carried from the text before", [r for r in rows if r["carried"]]),
+    ):
         if subset:
             metrics = ("first", "right", "other_cell")
             cells = [fmt_ci([r[c][m] for r in subset]) for m in metrics for c in ("labels", "plain")]

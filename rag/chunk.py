@@ -16,8 +16,9 @@ import math
 import re
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from rag.table import open_header
 from rag.text import (
     CJK_CHARS,
     CJK_PUNCT_SET,
@@ -413,7 +414,8 @@ def chunk_pages(
     count_tokens: TokenCounter | None = None,
 ) -> list[Chunk]:
     """Merge the paragraphs of ``pages`` into chunks of at most ``max_tokens`` tokens (never above the 512-token
-    embedder window), each with its source pages (at most two), nearest heading and key line.
+    embedder window), each with its source pages (at most two), nearest heading, key line and the header of a table
+    it continues (``Chunk.table_header``).
 
     ``count_tokens`` counts like ``E5Embedder.token_count``; the default is the over-estimating
     :func:`approx_tokens`. Chunk ids hash ``doc_id``, page and text, so re-ingesting gives the same ids.
@@ -475,6 +477,12 @@ def chunk_pages(
                     page_starts=page_starts,
                 )
             )
+    # A table cut by a chunk boundary: the rows after it are read with its header (never indexed or cited).
+    header = ""
+    for i, chunk in enumerate(chunks):
+        if header:
+            chunks[i] = replace(chunk, table_header=header)
+        header = open_header(chunk.text, header)
     return chunks
 
 

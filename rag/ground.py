@@ -85,12 +85,20 @@ class _Passage:
 def _passage(hit: Hit) -> _Passage:
     chunk = hit.chunk
     return _passage_of(
-        chunk.text, chunk.heading, chunk.source.file, chunk.meta.company or "", chunk.meta.year, chunk.meta.language
+        chunk.text,
+        chunk.heading,
+        chunk.source.file,
+        chunk.meta.company or "",
+        chunk.meta.year,
+        chunk.meta.language,
+        chunk.table_header,
     )
 
 
 @functools.lru_cache(maxsize=1024)
-def _passage_of(text: str, heading: str, file: str, company: str, year: int | None, language: str) -> _Passage:
+def _passage_of(
+    text: str, heading: str, file: str, company: str, year: int | None, language: str, table_header: str = ""
+) -> _Passage:
     """A passage's figures, names and words, cached: the same pages come back for related questions."""
     figures = extract_figures(text + "\n" + heading)
     # The report's own year and the years in its file name hold for every passage of it.
@@ -101,7 +109,7 @@ def _passage_of(text: str, heading: str, file: str, company: str, year: int | No
     norm = unicodedata.normalize("NFKC", text).lower()
     cells: list[tuple[int, int | None, Figure]] = []
     loose_text: list[str] = [heading]
-    for n, part in enumerate(table_parts(text)):
+    for n, part in enumerate(table_parts(text, table_header)):
         if not isinstance(part, Row):
             loose_text.append(part)
             continue

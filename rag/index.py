@@ -47,6 +47,7 @@ def chunk_to_json(chunk: Chunk) -> dict:
         "heading": chunk.heading,
         "key": chunk.key,
         **({"page_starts": list(chunk.page_starts)} if chunk.page_starts else {}),
+        **({"table_header": chunk.table_header} if chunk.table_header else {}),
     }
 
 
@@ -60,6 +61,7 @@ def chunk_from_json(obj: dict) -> Chunk:
         heading=obj.get("heading", ""),
         key=obj.get("key", ""),
         page_starts=tuple(obj.get("page_starts", ())),
+        table_header=obj.get("table_header", ""),
     )
 
 

@@ -77,6 +77,10 @@ def order_for_context(hits: Sequence[Hit]) -> list[Hit]:
 _BRACKET_NUMBER = re.compile(r"[\[【]\s*(\d+)\s*[\]】]")
 
 
+# The header of the table a passage continues, shown before it (from the text before the passage, not cited).
+_CONTINUED = {"en": "(continues a table: {header})", "zh": "（接续表格：{header}）"}
+
+
 def _passage_block(n: int, hit: Hit, text: str) -> str:
     """``[n] (source label)`` then the text. Footnote marks like ``[12]`` in the text become ``(12)`` so they can
     neither pass for citations nor start a fake passage."""
@@ -217,8 +221,9 @@ def build_prompt(
     ``prompt_limit`` (re-counted after rendering; passages are dropped until it fits). With ``passage_tokens`` > 0,
     each passage is first focused on the question within that many tokens (``focus_passage``); ``Prompt.hits``
     keep their full text for display. With ``label_tables`` (issue 18), table rows the model reads carry their row
-    and column headers (``rag.table.label_cells``); the budget counts the rewritten text, while retrieval, citations
-    and grounding keep the original passage text.
+    and column headers (``rag.table.label_cells``), and a passage continuing a table is preceded by that table's
+    header (``Chunk.table_header``); the budget counts the rewritten text, while retrieval, citations and grounding
+    keep the original passage text.
     """
     language = language or detect_language(question)
     limit = prompt_limit(llm, max_answer_tokens, max_prompt_tokens)
@@ -242,7 +247,12 @@ def build_prompt(
     for hit in hits:
         text = sanitize(hit.chunk.text).strip()
         if label_tables:
-            text = label_cells(text)
+            # A passage continuing a table is read under the header it was cut from (issue 18: "Group: 70%
+            # Europe: 100%" without "Share of sustainable electricity … 2021 PRO FORMA OBJECTIVE RESULTS 2023").
+            header = sanitize(hit.chunk.table_header).strip()
+            text = label_cells(text, header)
+            if header:
+                text = f"{_CONTINUED[language].format(header=header)}\n{text}"
         if passage_tokens > 0:
             text = focus_passage(question, text, llm, passage_tokens)
         cost = llm.count_tokens(_passage_block(99, hit, text)) + 1

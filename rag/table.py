@@ -52,6 +52,7 @@ _TARGET_ROW = re.compile(
 )
 _FOOTNOTE_LINE = re.compile(r"^\s*(?:\(?\d{1,2}\)|\d{1,2}\)(?:,\s*\d{1,2}\))*)")
 _PROSE = 100  # characters: a line this long with no table row ends the table (a paragraph follows it)
+_CARRY = 400  # characters: the most of a table header (and the row label after it) carried to the next chunk
 _GROUP = 80  # characters: a shorter line without table values names the rows of the next line ("Water intake")
 SEP = " — "  # between a row label and its cells
 
@@ -163,17 +164,52 @@ def _group(line: str) -> str:
     return line
 
 
-def label_cells(text: str) -> str:
+def label_cells(text: str, header: str = "") -> str:
     """``text`` with every recognised table row rewritten to carry its row label and column headers, one row a line
     (module docstring). Lines that are not table rows, and all text when no header is found, are returned unchanged;
-    the numbers themselves are never changed."""
-    return "".join(p.render() if isinstance(p, Row) else p for p in table_parts(text))
+    the numbers themselves are never changed. ``header``: the table header in force before ``text`` starts (a
+    passage cut from its table's header: ``open_header`` of the text before it); it is read, not returned."""
+    return "".join(p.render() if isinstance(p, Row) else p for p in table_parts(text, header))
 
 
-def table_parts(text: str) -> list[str | Row]:
+def open_header(text: str, header: str = "") -> str:
+    """The table context still open at the end of ``text``, for the text that follows (the next chunk): the last
+    table header line, and the lines after its last row (a row label waiting for its cells), when that is short
+    (``_CARRY`` characters) and no paragraph of prose follows the header; else ``header`` (the one in force before
+    ``text``) when ``text`` holds no header and no prose; else "". A paragraph of prose is a line of ``_PROSE``
+    characters or more that ends a sentence."""
+    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        year_headers = [h for h in _YEAR_HEADER.finditer(line) if _year_columns(h)]
+        if _TARGET_HEADER.search(line) or year_headers:
+            if year_headers:  # rows after the header on its own line ("Asset Class 2020 2021 2022 Stores 14.7 …")
+                line = line[: year_headers[-1].end()]
+            tail = lines[i + 1 :]
+            if any(_is_prose(t) for t in tail):
+                return ""
+            # rows already given stay behind; a label after the last of them waits for its cells
+            label = list(itertools.takewhile(lambda t: not any(_is_cell(w) for w in t.split()), reversed(tail)))
+            carried = "\n".join([line, *reversed(label)])
+            return carried if len(carried) <= _CARRY else ""
+    if header and not any(_is_prose(t) for t in lines):
+        return header.strip().split("\n")[0]
+    return ""
+
+
+def _is_prose(line: str) -> bool:
+    return len(line) >= _PROSE and line.rstrip().endswith((".", "!", "?", "。", "！", "？"))
+
+
+def table_parts(text: str, header: str = "") -> list[str | Row]:
     """``text`` as the recognised table rows and the text around them (line breaks included), in order: rendering
-    the rows and joining everything gives ``label_cells(text)``."""
-    parts: list[str | list[str | Row]] = list(re.split(r"(\n+)", text))
+    the rows and joining everything gives ``label_cells(text, header)``."""
+    header = header.strip()
+    skip = len(re.split(r"\n+", header)) * 2 if header else 0  # the header's lines and the break after each
+    lead = text[: len(text) - len(text.lstrip("\n"))]
+    parts: list[str | list[str | Row]] = list(
+        re.split(r"(\n+)", f"{header}\n{text.lstrip(chr(10))}" if header else text)
+    )
     columns: list[str] | None = None  # the year header in force
     target: list[str] | None = None  # the target-table header in force
     previous = ""  # the last non-empty, non-footnote line
@@ -216,7 +252,7 @@ def table_parts(text: str) -> list[str | Row]:
         if not _FOOTNOTE_LINE.match(stripped) or len(stripped) > 4:
             # what follows the line's last row or header ("… 14.4 Sales by division (percentage)") names the next
             previous = pieces[-1] if pieces and isinstance(pieces[-1], str) else ""
-    out: list[str | Row] = []
-    for part in parts:
+    out: list[str | Row] = [lead] if skip and lead else []
+    for part in parts[skip:]:
         out.extend(part if isinstance(part, list) else [part])
     return out

@@ -99,6 +99,9 @@ class Chunk:
     # each later page starts (``page_starts[i]`` starts page ``source.page + i + 1``), so a citation can name the
     # page that holds the cited sentence.
     page_starts: tuple[int, ...] = ()
+    # The header of a table this passage continues (its columns, and a row label waiting for its cells), from the
+    # text before it (``rag.table.open_header``): read with the passage's rows, never indexed or cited.
+    table_header: str = ""
 
     def page_at(self, offset: int) -> int | None:
         """The 1-based page holding character ``offset`` of ``text`` (``None`` for media)."""

@@ -327,3 +327,16 @@ def test_a_table_cell_supports_a_figure_only_for_its_own_column_year(answer, que
     assert (g.refusal is None) == kept, (g.text, g.removed)
     if not kept:
         assert "677,300" in g.refusal and ("something else" in g.refusal or "别的" in g.refusal), g.refusal
+
+
+def test_a_carried_table_header_dates_the_cells_of_a_passage_that_continues_the_table():
+    chunk = Chunk(
+        "c",
+        "shaR",
+        "Energy consumption (eMWh)\nIndustrial 252.7 90.1 24.9",
+        Source("ct.pdf", page=29),
+        table_header="Asset Class 2020 2021 2022",
+    )
+    q = "What was the energy consumption of industrial properties in 2022?"
+    assert check("Industrial properties used 24.9 eMWh [1].", [Hit(chunk, 0.5)], "en", q).refusal is None
+    assert "90.1" in check("Industrial properties used 90.1 eMWh [1].", [Hit(chunk, 0.5)], "en", q).refusal

@@ -14,7 +14,7 @@ import pytest
 from rag.chunk import chunk_pages
 from rag.pdf import load_pdf
 from rag.prompt import build_prompt
-from rag.table import Row, label_cells, parse_rows
+from rag.table import Row, label_cells, open_header, parse_rows
 from rag.types import DocMeta, Hit
 
 BHP = "esg_pdfs/climretrieve_bhp_climate_change_report_2020.pdf"
@@ -260,3 +260,65 @@ def test_real_model_answers_a_table_cell_from_its_row_and_column(suez_passage, l
     answer = "".join(llm_default.stream(prompt.messages, settings.max_answer_tokens))
     assert right in answer, answer
     assert wrong not in answer or answer.index(right) < answer.index(wrong), answer
+
+
+# --- tables cut by a chunk boundary ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chunks_of(testdata):
+    """``chunks_of(report)``: the report chunked as ingestion chunks it (default chunk size)."""
+
+    @cache
+    def chunks(report: str) -> tuple:
+        path = testdata / report
+        return tuple(chunk_pages(load_pdf(path), file=path.name, doc_id=report, meta=DocMeta(), max_tokens=256))
+
+    return chunks
+
+
+def test_a_chunk_continuing_a_year_table_reads_its_rows_under_the_carried_header(chunks_of):
+    """CT REIT p. 29: the energy table's header "Asset Class 2020 2021 2022" ends one chunk; its rows go on in the
+    next, which carries the header (only the header: the row on the same line stays behind)."""
+    (chunk,) = [c for c in chunks_of(CT_REIT) if "Industrial 252.7 90.1 24.9" in c.text]
+    assert chunk.table_header == "Asset Class 2020 2021 2022"
+    assert "Industrial — 2020: 252.7 | 2021: 90.1 | 2022: 24.9" in lines(label_cells(chunk.text, chunk.table_header))
+    assert "Industrial 252.7 90.1 24.9" in chunk.text  # the passage itself (indexed, cited, shown) is unchanged
+
+
+def test_the_issue_suez_electricity_row_carries_its_indicator_and_columns(chunks_of):
+    """Issue 18: "Group: 70% Europe: 100%" was read without its table; the header and the indicator line waiting for
+    its values are in the chunk before, and now go with it."""
+    (chunk,) = [c for c in chunks_of(SUEZ) if "Group: 70% Europe: 100%" in c.text]
+    assert chunk.table_header.splitlines()[0].endswith("2021 PRO FORMA OBJECTIVE RESULTS 2023")
+    assert "Share of sustainable electricity (renewable and recycled) consumption" in chunk.table_header
+    from rag.llm import ScriptedLLM
+
+    user = build_prompt("SUEZ 2030 sustainable electricity target?", [Hit(chunk, 1.0)], ScriptedLLM(), 320, 4000)
+    text = user.messages[1].content
+    assert text.index("(continues a table: COMMITMENT INDICATOR 2021 PRO FORMA") < text.index("Group: 70%")
+    plain = build_prompt("Q?", [Hit(chunk, 1.0)], ScriptedLLM(), 320, 4000, label_tables=False).messages[1].content
+    assert "continues a table" not in plain
+
+
+@pytest.mark.parametrize(
+    ("text", "before", "carried"),
+    [
+        ("Emissions (tCO2e) 2022 2023\nScope 1 412,000 388,500", "", "Emissions (tCO2e) 2022 2023"),
+        # a row label after the last row waits for its cells in the next chunk
+        ("Water 2022 2023\nIntake 5 6\nDischarge (million m3)", "", "Water 2022 2023\nDischarge (million m3)"),
+        # a paragraph of prose after the header ends the table
+        ("Water 2022 2023\nIntake 5 6\n" + "Water is a shared resource and we report on it every year. " * 2, "", ""),
+        # a chunk of rows only passes the header in force on; prose does not
+        ("Intake 5 6\nDischarge 7 8", "Water 2022 2023\nIntake", "Water 2022 2023"),
+        (
+            "We report on water every year, across all of our operating sites, "
+            "and we aim to cut our intake further in 2024.",
+            "W 2022 2023",
+            "",
+        ),
+        ("No table here.", "", ""),
+    ],
+)
+def test_open_header(text, before, carried):
+    assert open_header(text, before) == carried
