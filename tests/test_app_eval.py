@@ -191,6 +191,25 @@ def test_stop_keeps_finished_questions_and_a_rerun_continues(make_app):
     assert len(llm.calls) == asked + 2
 
 
+def test_stop_in_the_chinese_interface_says_stopped_in_chinese(make_app):
+    """Switched to 中文 with the toggle, Stop answers in Chinese, and so does the status of the run it stopped."""
+    llm = ScriptedLLM(scripted)
+    _, demo, ctl = make_app(samples=True, llm=llm)
+    ui = ctl.new_session()
+    handler(demo, "on_lang")("zh", ui)
+    replies: list[str] = []
+
+    def press_stop(calls: int) -> None:
+        if calls == 4:  # question 2 is being judged: it finishes, question 3 never starts
+            replies.append(handler(demo, "on_eval_stop")(ui))
+
+    status, *_ = handler(demo, "on_eval")(None, "hybrid", "none", 4, ui, progress=Recorder(then=press_stop))
+    assert replies == [t("zh", "eval_stopped")] and t("zh", "eval_stopped") != t("en", "eval_stopped")
+    assert "Stopped" not in replies[0] and "已停止" in replies[0]
+    assert status.startswith(t("zh", "eval_stopped_partial").format(n=2, total=4)), status
+    assert "Stopped" not in status
+
+
 def test_evaluation_runs_beside_chat_and_stop_cancels_a_queued_run(make_app):
     _, demo, _ = make_app(samples=True)
     fns = {f.name: f for f in demo.fns.values()}
