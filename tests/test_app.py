@@ -316,6 +316,27 @@ def test_language_toggle_switches_labels(make_app):
     assert headers[0] == "文件"
 
 
+def test_conversation_has_no_floating_label_and_grows_with_the_conversation(make_app):
+    """The built Chatbot hides its "Conversation" label (it covered the messages scrolled under it) and has no fixed
+    height (that left a large empty area under a short conversation): it grows from min_height up to max_height,
+    then scrolls. The browser gets the same props; the language toggle relabels it without undoing either."""
+    _, demo, ctl = make_app()
+    chatbots = [b for b in demo.blocks.values() if isinstance(b, gr.Chatbot)]
+    assert len(chatbots) == 1
+    chatbot = chatbots[0]
+    assert chatbot.label == "Conversation" and chatbot.show_label is False
+    assert chatbot.height is None
+    assert isinstance(chatbot.min_height, int) and isinstance(chatbot.max_height, int)
+    assert 0 < chatbot.min_height < chatbot.max_height
+    props = next(c["props"] for c in demo.config["components"] if c["id"] == chatbot._id)
+    assert props["show_label"] is False and props.get("height") is None
+    assert (props["min_height"], props["max_height"]) == (chatbot.min_height, chatbot.max_height)
+    out = handler(demo, "on_lang")("zh", ctl.new_session())
+    update = next(u for u in out if isinstance(u, gr.Chatbot))
+    assert update.constructor_args["label"] == "对话"
+    assert not {"show_label", "height", "min_height", "max_height"} & set(update.constructor_args)
+
+
 def test_first_start_builds_the_sample_kb_once(make_app, tmp_path):
     samples = tmp_path / "samples"
     samples.mkdir()
