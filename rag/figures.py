@@ -3,14 +3,15 @@
 Part of the text toolkit (``rag/text.py`` holds the rest): the only place that reads numbers, percentages, amounts
 (scale words, units, currencies), years, fiscal years and dates out of text. Pure functions, standard library only.
 
-Public API: ``Figure``, ``extract_figures``, ``figure_matches``, ``figure_in``, ``chinese_number``.
+Public API: ``Figure``, ``extract_figures``, ``figure_matches``, ``figure_in``, ``chinese_number``, ``label_unit``,
+``in_unit``.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Figures are what a small model most often gets wrong, so the grounding check (rag/ground.py) compares every figure
 # an answer states with the figures of the passage it cites. Both sides are normalised first, so the same quantity
@@ -101,7 +102,7 @@ _UNIT_TABLE: list[tuple[str, str, float]] = [
     (r"%|percent\b|per cent\b", "%", 1),
     (r"Gt" + _CO2, "t", 1e9),
     (r"Mt" + _CO2, "t", 1e6),
-    (r"kt" + _CO2, "t", 1e3),
+    (r"kt" + _CO2 + r"|kilo-?(?:tonnes|tonne|tons|ton)" + _CO2 + r"|千吨", "t", 1e3),
     (r"(?:metric\s+)?(?:tonnes|tonne|tons|ton)" + _CO2, "t", 1),
     (r"MT" + _CO2, "t", 1),  # metric tons (Costco's "MT CO2e")
     (r"t" + _CO2 + r"(?![A-Za-z])", "t", 1),
@@ -426,3 +427,49 @@ def figure_matches(claim: Figure, fact: Figure) -> bool:
 def figure_in(claim: Figure, facts: list[Figure] | tuple[Figure, ...]) -> bool:
     """Whether any of ``facts`` states ``claim`` (``figure_matches``)."""
     return any(figure_matches(claim, f) for f in facts)
+
+
+# A unit a table row states once, at the end of its label, for every cell: "Renewable energy (PJ)", "营业收入（亿元）",
+# "Sales KRW 1 trillion", "Investment in EHS KRW 100 million".
+_LABEL_PAREN = re.compile(r"[(（]([^()（）]{1,40})[)）]\s*$")
+
+
+def label_unit(label: str) -> Figure | None:
+    """The unit a table row's label ends with, as the figure of one cell unit ("(PJ)" -> 1 PJ, "(€ bn)" -> 10^9 EUR,
+    "(1,000 tonnes)" -> 1,000 t, "KRW 100 million" -> 10^8 KRW), or ``None`` when the label ends with none. Only 1,
+    10, 100 or 1,000 of a unit, scale or currency counts, and outside brackets only an amount of money: "Scope 1
+    emissions" and "Sites over 1 million m3" state no unit."""
+    label = unicodedata.normalize("NFKC", label).strip()
+    m = _LABEL_PAREN.search(label)
+    if m:
+        inner = re.sub(r"^(?:in|unit|units|单位)\s*[:：]?\s*", "", m.group(1).strip(), flags=re.IGNORECASE)
+        if inner[:1].isdigit():
+            texts = [inner]
+        else:
+            texts = [("1 " if inner[:1].isascii() else "1") + inner]
+            cur = re.match(r"([$€£¥]|[A-Z]{3}\b|US\$)\s*(.+)", inner)
+            if cur:  # "€ bn": the currency before the number
+                texts.insert(0, f"{cur.group(1)}1 {cur.group(2)}")
+    else:
+        texts = [label]
+    for text in texts:
+        figures = extract_figures(text)
+        if not figures:
+            continue
+        unit = figures[-1]
+        if unit.kind != "number" or unit.mantissa not in (1, 10, 100, 1000):
+            continue
+        if not (unit.scaled or unit.currency or unit.unit) or (not m and not unit.currency):
+            continue
+        if not text.rstrip(" .").endswith(unit.text.rstrip(" .")):
+            continue  # a figure inside the text, not its unit
+        return unit
+    return None
+
+
+def in_unit(cell: Figure, unit: Figure) -> Figure | None:
+    """``cell`` (a bare number in a table row) read in its row's ``unit`` (``label_unit``): "156" under "(PJ)" is
+    1.56e17 J. ``None`` when the cell states its own unit, scale or currency, or is not a plain number."""
+    if cell.kind != "number" or cell.scaled or cell.unit or cell.currency:
+        return None
+    return replace(cell, value=cell.value * unit.value, unit=unit.unit, currency=unit.currency, scaled=True)

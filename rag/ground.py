@@ -27,7 +27,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.figures import Figure, extract_figures, figure_in, figure_matches
+from rag.figures import Figure, extract_figures, figure_in, figure_matches, in_unit, label_unit
 from rag.table import Row, table_parts
 from rag.text import CITATION, HAN, is_refusal_statement, overlap_units
 from rag.types import Checked, Hit, Removed
@@ -44,7 +44,8 @@ _NOT_NAMES = frozenset(
     climate carbon emissions emission energy water waste sustainability sustainable environmental social governance
     fy january february march april may june july august september october november december monday tuesday
     wednesday thursday friday saturday sunday i ii iii iv v mt t kg km ha mwh gwh kwh twh gj tj usd eur rmb cny
-    dollar dollars euro euros million billion thousand percent""".split()
+    dollar dollars euro euros million billion thousand percent because unless whereas once until yet still only even
+    just rather despite due""".split()
 )
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9&'’\-]*[A-Za-z0-9]|[A-Z]")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*(?:[-*•·]\s*|\d{1,2}[.)]\s*)?|[(\"“])$")
@@ -114,9 +115,15 @@ def _passage_of(
             loose_text.append(part)
             continue
         loose_text.append(part.label)
+        unit = label_unit(part.label)
         for column, cell in part.cells:
             column_year = int(column[-4:]) if re.fullmatch(r"(?:FY\s?)?(?:19|20)\d\d", column) else None
-            cells += [(n, column_year, f) for f in extract_figures(cell)]
+            found = extract_figures(cell)
+            # A bare cell is read in the unit its row label ends with too: "156" in "Renewable energy (PJ)" states
+            # "156 PJ", "258.9" in "Sales KRW 1 trillion" states "258.9万亿韩元".
+            united = [g for g in (in_unit(f, unit) for f in found) if g is not None] if unit else []
+            figures += united
+            cells += [(n, column_year, f) for f in found + united]
     loose = extract_figures("\n".join(loose_text)) + context
     return _Passage(tuple(figures), haystack, norm, latin, frozenset(overlap_units(text)), tuple(cells), tuple(loose))
 
@@ -181,6 +188,9 @@ def topic_terms(sentence: str) -> tuple[list[str], list[str]]:
     """What a sentence's figures are about: English content words (as 5-letter stems, so "treated" finds
     "treatment") and Chinese character pairs, less names, figures and generic words."""
     low = unicodedata.normalize("NFKC", CITATION.sub("", sentence)).lower()
+    # A figure's own words ("€7.2 billion", "69亿欧元") say how much, not of what.
+    for f in extract_figures(low):
+        low = low.replace(f.text.lower(), " ")
     names = {n.lower() for n in names_in(sentence)}
     words = [w[:5] for w in _TOPIC_WORD.findall(low) if w not in _GENERIC and w not in names]
     han = "".join(c if "\u4e00" <= c <= "\u9fff" else " " for c in low)

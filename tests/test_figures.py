@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.figures import chinese_number, extract_figures, figure_in, figure_matches
+from rag.figures import chinese_number, extract_figures, figure_in, figure_matches, in_unit, label_unit
 
 # (English text from a shared report, the same figure as a Chinese answer writes it)
 CROSS_LINGUAL = [
@@ -148,3 +148,37 @@ def test_amounts_with_chinese_scales_and_units():
         (1.2e4, "t", None),
         (3.5e8, None, "CNY"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("label", "cell", "claim"),
+    [
+        ("Renewable energy (PJ)", "156", "156 PJ"),  # Rio Tinto's data table
+        ("Sales KRW 1 trillion", "258.9", "258.9万亿韩元"),  # Samsung's, asked in Chinese
+        ("Investment in EHS KRW 100 million", "20,284", "KRW 2.03 trillion"),  # rounded
+        ("营业收入（亿元）", "1,234.5", "1234.5亿元"),
+        ("Revenue (€ bn)", "6.9", "69亿欧元"),
+        ("Waste (1,000 tonnes)", "3,733", "3,733 thousand tonnes"),
+        ("Scope 1 + Scope 2 (kilotons of CO2 eq.)", "1,069", "1,069千吨"),
+    ],
+)
+def test_a_bare_cell_is_read_in_the_unit_its_row_label_ends_with(label, cell, claim):
+    unit = label_unit(label)
+    assert unit is not None, label
+    (fact,) = extract_figures(cell)
+    assert figure_matches(extract_figures(claim)[0], in_unit(fact, unit))
+
+
+@pytest.mark.parametrize(
+    "label", ["Scope 1 emissions", "Sites over 1 million m3", "Employees (number)", "Scope 1 (2)", "员工人数（人）"]
+)
+def test_a_label_without_a_unit_at_its_end_gives_none(label):
+    assert label_unit(label) is None
+
+
+def test_a_cell_in_its_row_unit_is_no_other_amount():
+    unit = label_unit("Renewable energy (PJ)")
+    (fact,) = extract_figures("156")
+    assert not figure_matches(extract_figures("156 TJ")[0], in_unit(fact, unit))
+    assert not figure_matches(extract_figures("156 million tonnes")[0], in_unit(fact, unit))
+    assert in_unit(extract_figures("45%")[0], unit) is None  # a cell stating its own unit keeps it

@@ -340,3 +340,23 @@ def test_a_carried_table_header_dates_the_cells_of_a_passage_that_continues_the_
     q = "What was the energy consumption of industrial properties in 2022?"
     assert check("Industrial properties used 24.9 eMWh [1].", [Hit(chunk, 0.5)], "en", q).refusal is None
     assert "90.1" in check("Industrial properties used 90.1 eMWh [1].", [Hit(chunk, 0.5)], "en", q).refusal
+
+
+def test_a_cell_holds_in_the_unit_of_its_row_label():
+    table = "Total energy use (PJ) 2023 2022 2021\nRenewable energy (PJ) 156 146 148\nTotal energy (PJ) 406 395 394"
+    hit = Hit(Chunk("e", "shaE", table, Source("rio_tinto_climate_report.pdf", page=41), DocMeta(language="en")), 0.5)
+    q = "How much renewable energy did Rio Tinto use in 2023?"
+    assert check("Rio Tinto used 156 PJ of renewable energy in 2023 [1].", [hit], "en", q).refusal is None
+    assert check("Rio Tinto used 146 PJ of renewable energy in 2023 [1].", [hit], "en", q).refusal  # 2022's cell
+    assert check("Rio Tinto used 156 TJ of renewable energy in 2023 [1].", [hit], "en", q).refusal
+
+
+def test_a_figures_own_scale_word_is_not_its_topic():
+    # "billion" is part of "€7.2 billion"; the passage gives 6.9 beside "MEA", not beside the word "billion".
+    hit = Hit(Chunk("o", "shaO", "Revenue (€ bn) 2022 2023\nMEA 6.9 7.2", Source("orange.pdf", page=62)), 0.5)
+    q = "Orange 2023年在中东和非洲（MEA）的营收是多少？"
+    assert check("72亿欧元（€7.2 billion），2022年为69亿欧元 [1]。", [hit], "zh", q).refusal is None
+
+
+def test_a_sentence_starting_with_because_names_nobody():
+    assert names_in("Because it will always have residual emissions") == []
