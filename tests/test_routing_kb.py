@@ -8,6 +8,7 @@ question is about it; a world-knowledge question with nothing in the knowledge b
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -146,3 +147,57 @@ def test_ask_json_has_the_route_reason(tmp_path, capsys):
     code = main(["ask", "thanks a lot!", "--json", "--kb", str(tmp_path / "kb")])
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["route"] == "chitchat" and data["route_reason"] == "rule:thanks: thanks"
+
+
+def test_ask_json_with_history_locates_the_page_of_a_passage_that_spans_two_pages(
+    assistant, embedder, tmp_path, capsys
+):
+    """``main(["ask", "--history", FILE, "--json"])`` end to end on the session knowledge base (real embedder, index,
+    router and grounding; a scripted LLM): the history file's earlier turn resolves the follow-up, and the citation of
+    Costco's passage on pp. 3-4 names p. 4, the page holding the cited sentence (``page``/``page_end``), and the whole
+    passage's pages (``passage_pages``)."""
+    import shutil
+
+    from rag import assistant as assistant_module
+    from rag.llm import ScriptedLLM
+
+    costco = "climretrieve_costco_climate_action_plan.pdf"
+    [passage] = [c for c in assistant.kb.chunks([costco]) if (c.source.page, c.source.last_page) == (3, 4)]
+    assert "19%" in passage.text[passage.page_starts[0] :]  # the cited figure is on the second page
+    standalone = "What share of Costco's global purchased energy was clean energy at the end of 2022?"
+    answered: list[int] = []
+
+    def reply(messages) -> str:
+        prompt = messages[-1].content
+        if "Standalone question:" in prompt:
+            return standalone
+        [n] = re.findall(rf"\[(\d+)\] \({re.escape(costco)}, pp\. 3–4\)", prompt)
+        answered.append(int(n))
+        return f"At the end of calendar year 2022, clean energy was 19% of Costco's global purchased energy [{n}]."
+
+    llm = ScriptedLLM(reply)
+
+    class WithTestParts(assistant_module.Assistant):
+        def __init__(self, settings, **_):
+            super().__init__(settings, embedder=embedder, llm=llm)
+
+    kb = tmp_path / "kb"
+    shutil.copytree(assistant.settings.kb_dir, kb)
+    history = tmp_path / "history.json"
+    history.write_text(
+        json.dumps([["What is Costco's Scope 1 and 2 target?", "A 39% absolute reduction by 2030 [1]."]]),
+        encoding="utf-8",
+    )
+    question = "What share of its purchased energy was clean energy at the end of 2022?"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(assistant_module, "Assistant", WithTestParts)
+        code = main(["ask", question, "--history", str(history), "--json", "--kb", str(kb)])
+    data = json.loads(capsys.readouterr().out)
+
+    assert code == 0 and data["route"] == "rag" and not data["refused"], data
+    assert data["question"] == question and data["standalone_question"] == standalone  # the history was read
+    assert len(llm.calls) == 2 and len(answered) == 1  # the rewrite, then the answer
+    [citation] = data["citations"]
+    assert citation["n"] == answered[0] and citation["file"] == costco and citation["verified"] is True
+    assert (citation["page"], citation["page_end"], citation["passage_pages"]) == (4, 4, [3, 4])
+    assert passage.text in citation["text"]  # the passage (read with what follows it on p. 4)
