@@ -227,6 +227,9 @@ def test_the_rewrite_sees_the_concrete_year_and_must_keep_it():
     [
         ("And the previous year?", HISTORY, "2022", "suez"),
         ("上一财年是多少？", SIEMENS_ZH, "2023", "西门子"),
+        # The literal follow-ups of a new user (issue 18): the year as asked, the subject from the first turn.
+        ("And in 2022?", HISTORY, "2022", "suez"),
+        ("那2022年呢？", SIEMENS_ZH, "2022", "西门子"),
     ],
 )
 def test_real_relative_year_is_resolved(llm_small, llm_settings, question, history, year, subject):
