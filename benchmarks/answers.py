@@ -652,6 +652,7 @@ def run_verified(args, settings: Settings) -> None:
     English report and Chinese document; with ``--compare`` each question is asked before (grounding and
     translation off) and after, back to back, with the same loaded model."""
     import rag.answer as answer_mod
+    from rag.retrieve import HybridRetriever
     from rag.translate import QueryTranslator
 
     pdfs = sorted((testdata() / "esg_pdfs").glob("*.pdf")) + sorted((testdata() / "zh_pdfs").glob("*.pdf"))
@@ -679,6 +680,15 @@ def run_verified(args, settings: Settings) -> None:
     configs = {"after": RagChain(retriever, llm, settings, translator=QueryTranslator(llm), languages=languages)}
     if args.compare:
         configs = {"before": RagChain(retriever, llm, settings, ground=False)} | configs
+    if args.fusion_compare:
+        # Issue 15: the same chain over the same knowledge base, retrieval fused by RRF 1/1 (the default) and by the
+        # min-max score fusion chosen on the dev split's retrieval (dense 0.4 / BM25 0.6).
+        scored = settings.replace(fusion="scores", dense_weight=0.4, bm25_weight=0.6)
+        other = HybridRetriever(retriever.kbs, retriever.embedder, scored)
+        configs = {
+            f"fusion {settings.fusion}": configs["after"],
+            "fusion scores 0.4/0.6": RagChain(other, llm, scored, translator=QueryTranslator(llm), languages=languages),
+        }
     first_token(next(iter(configs.values())), "What is this report about?", Scope())  # warm up the system prompt
     records: dict[str, list[VRecord]] = {c: [] for c in configs}
     wall = time.perf_counter()
@@ -773,6 +783,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--compare", action="store_true", help="with --set: each question also before (grounding and translation off)"
+    )
+    ap.add_argument(
+        "--fusion-compare",
+        action="store_true",
+        help="with --set: each question with the settings' fusion and with score fusion 0.4/0.6 (issue 15)",
     )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--md", type=Path, default=None, help="write the markdown section here")

@@ -279,7 +279,8 @@ def answer_sample(items: list[dict], embedder, settings: Settings, kbs: dict, n:
     seconds = []
     for r in picked:
         kb = kbs[r["source"]]
-        assistant = Assistant(settings.replace(kb_dir=kb.directory), embedder=embedder, llm=model)
+        # As in the app: a question in the other language than the source also searches with its translation.
+        assistant = Assistant(settings.replace(kb_dir=kb.directory), embedder=embedder, llm=model, translate=True)
         t0 = time.perf_counter()
         answer = assistant.answer(r["question"])
         seconds.append(time.perf_counter() - t0)

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
 from rag.figures import extract_figures, figure_in
 from rag.llm import LLM, ChatMessage
@@ -100,16 +101,21 @@ def _page_key(hit: Hit) -> tuple:
 
 def fuse(first: Retrieval, second: Retrieval, k: int, rrf_k: int = 60) -> Retrieval:
     """The two retrievals' passages merged by reciprocal rank (one passage per page: the better ranked copy), best
-    ``k`` kept; ties go to the higher dense score. Keeps ``first``'s query and scope; ``missing`` only when neither
-    found anything."""
+    ``k`` kept; ties go to the higher dense score, and a page keeps the higher of its two dense scores. Keeps
+    ``first``'s query and scope; ``missing`` only when neither found anything."""
     scores: dict[tuple, float] = {}
     best: dict[tuple, Hit] = {}
     for retrieval in (first, second):
         for rank, hit in enumerate(retrieval.hits):
             key = _page_key(hit)
             scores[key] = scores.get(key, 0.0) + 1.0 / (rrf_k + rank + 1)
-            if key not in best:
+            held = best.get(key)
+            if held is None:
                 best[key] = hit
+            elif (hit.dense or 0.0) > (held.dense or 0.0):
+                # The page's relevance is its best cosine under either query: the relevance floor
+                # (``min_dense_score``) must see how well the translated question matched the English page.
+                best[key] = replace(held, dense=hit.dense)
     order = sorted(scores, key=lambda key: (-scores[key], -(best[key].dense or 0.0)))
     hits = tuple(best[key] for key in order[:k])
     missing = first.missing if not hits else None

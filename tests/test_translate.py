@@ -43,6 +43,17 @@ def test_fuse_interleaves_both_rankings_one_passage_per_page():
     assert fused.query == "q"
 
 
+def test_a_page_both_queries_find_keeps_its_better_dense_score():
+    # The Chinese question matches the English page weakly (0.76, under the 0.79 relevance floor), its translation
+    # strongly (0.88): the fused retrieval must not be refused as "nothing relevant retrieved".
+    a = Retrieval("q", (hit("en.pdf", 3, 0.76), hit("en.pdf", 4, 0.75)))
+    b = Retrieval("t", (hit("en.pdf", 3, 0.88),))
+    fused = fuse(a, b, k=2)
+    assert fused.hits[0].chunk.source.page == 3 and fused.hits[0].dense == 0.88
+    assert fused.best_dense == 0.88 > SETTINGS.min_dense_score
+    assert fuse(b, a, k=2).hits[0].dense == 0.88
+
+
 class RecordingRetriever:
     def __init__(self) -> None:
         self.queries: list[str] = []
