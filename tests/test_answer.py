@@ -343,3 +343,53 @@ def test_real_follow_up_is_rewritten_and_answered(real_chain):
     assert "costco" in answer.standalone_question.lower(), answer.standalone_question
     assert not answer.refused, answer.text
     assert "15" in answer.text and 4 in _cited_pages(answer), answer.text
+
+
+class RecordingRetriever:
+    """The real retriever, recording the queries it is asked for."""
+
+    def __init__(self, retriever) -> None:
+        self.retriever, self.queries = retriever, []
+
+    def retrieve(self, query, *args, **kwargs):
+        self.queries.append(query)
+        return self.retriever.retrieve(query, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.retriever, name)
+
+
+SUEZ_PDF = "esg_pdfs/cfb_suez_sd_progress_report_2023.pdf"  # "In 2023, we treated 2.8 billion m3 of wastewater" (p. 3)
+
+
+@pytest.fixture(scope="module")
+def suez_chain(kb_settings, embedder, llm_small, llm_settings, testdata, tmp_path_factory):
+    """The real chain (bundled small LLM, real retriever) over the SUEZ report beside Costco's plan: the session
+    knowledge base holds no SUEZ report, and adding one there would change what the other tests retrieve."""
+    from rag.assistant import Assistant
+    from tests.fixtures_kb import KB_PDFS
+
+    settings = kb_settings.replace(kb_dir=tmp_path_factory.mktemp("suez_kb") / "knowledge_base")
+    kb = Assistant(settings, embedder=embedder)
+    results = list(kb.ingest([testdata / SUEZ_PDF, testdata / KB_PDFS[0]]))
+    assert all(r.ok for r in results), [r.message for r in results]
+    retriever, llm = RecordingRetriever(kb.retriever()), CountingLLM(llm_small)
+    return RagChain(retriever, llm, llm_settings.replace(kb_dir=settings.kb_dir)), llm, retriever
+
+
+@pytest.mark.slow
+def test_real_standalone_second_question_after_an_unrelated_turn_is_searched_as_asked(suez_chain):
+    """A Costco turn, then a question that names its own company and year: no rewrite (one model call, the answer),
+    retrieval gets the question as asked, and the answer cites the SUEZ report's p. 3, which states 2.8 billion m3."""
+    chain, llm, retriever = suez_chain
+    history = [("What is Costco's Scope 1 and 2 emission reduction target?", "A 39% absolute cut by 2030 [1].")]
+    question = "How much wastewater did SUEZ treat in 2023?"
+    before, asked = llm.calls, len(retriever.queries)
+    answer = chain.ask(question, history=history)
+    assert answer.standalone_question == question
+    assert retriever.queries[asked:] and set(retriever.queries[asked:]) == {question}, retriever.queries[asked:]
+    assert llm.calls == before + 1  # the answer only
+    assert not answer.refused, answer.text
+    assert "2.8" in answer.text, answer.text
+    assert {c.source.file for c in answer.citations} == {"cfb_suez_sd_progress_report_2023.pdf"}, answer.citations
+    assert 3 in _cited_pages(answer), (answer.text, [c.source.label() for c in answer.citations])
