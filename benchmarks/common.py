@@ -42,6 +42,24 @@ def load_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def verified_questions(split: str = "all") -> list[dict]:
+    """The verified question set's rows (benchmarks/data/questions_*.jsonl) of ``split``: dev, test or all."""
+    paths = sorted((ROOT / "benchmarks" / "data").glob("questions_*.jsonl"))
+    rows = [row for path in paths for row in load_jsonl(path)]
+    return [row for row in rows if split == "all" or row["split"] == split]
+
+
+def document_chunks(doc: str, max_tokens: int) -> list:
+    """The chunks ingestion makes of a shared test document (English or Chinese): pypdf via ``rag.pdf``, then
+    ``rag.chunk.chunk_pages`` (tables' headers carried)."""
+    from rag.chunk import chunk_pages
+    from rag.pdf import load_pdf
+    from rag.types import DocMeta
+
+    path = next(p for p in (testdata() / d / doc for d in ("esg_pdfs", "zh_pdfs")) if p.is_file())
+    return chunk_pages(load_pdf(path), file=doc, doc_id=doc, meta=DocMeta(), max_tokens=max_tokens)
+
+
 def gold_groups(rows: list[dict]) -> dict[tuple[str, str], set[int]]:
     """(doc, question) -> gold pages, over rows that have a page."""
     groups: dict[tuple[str, str], set[int]] = defaultdict(set)

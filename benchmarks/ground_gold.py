@@ -25,16 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import fmt_ci, load_jsonl, machine, testdata, today
-from rag.chunk import chunk_pages
+from benchmarks.common import document_chunks, fmt_ci, machine, today, verified_questions
 from rag.figures import extract_figures
 from rag.ground import check, names_in
-from rag.pdf import load_pdf
 from rag.settings import Settings
 from rag.text import detect_language
-from rag.types import Chunk, DocMeta, Hit
+from rag.types import Chunk, Hit
 
-DATA = Path(__file__).resolve().parent / "data"
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
 
@@ -74,19 +71,9 @@ def main() -> None:
     ap.add_argument("--show", action="store_true", help="print every miss")
     args = ap.parse_args()
 
-    items = [
-        row
-        for path in sorted(DATA.glob("questions_*.jsonl"))
-        for row in load_jsonl(path)
-        if row["answerable"] and row["doc"] and (args.set == "all" or row["split"] == args.set)
-    ]
+    items = [row for row in verified_questions(args.set) if row["answerable"] and row["doc"]]
     settings = Settings.from_env()
-    chunks: dict[str, list[Chunk]] = {}
-    for doc in sorted({i["doc"] for i in items}):
-        path = next(p for p in (testdata() / d / doc for d in ("esg_pdfs", "zh_pdfs")) if p.is_file())
-        chunks[doc] = chunk_pages(
-            load_pdf(path), file=doc, doc_id=doc, meta=DocMeta(), max_tokens=settings.chunk_tokens
-        )
+    chunks = {doc: document_chunks(doc, settings.chunk_tokens) for doc in sorted({i["doc"] for i in items})}
 
     rows, wall = [], time.perf_counter()
     for n, item in enumerate(items):

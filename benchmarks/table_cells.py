@@ -27,17 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import fmt_ci, load_jsonl, machine, testdata, today
-from rag.chunk import chunk_pages
+from benchmarks.common import document_chunks, fmt_ci, machine, today, verified_questions
 from rag.figures import extract_figures, figure_matches
 from rag.llm import make_llm
-from rag.pdf import load_pdf
 from rag.prompt import build_prompt
 from rag.settings import Settings
 from rag.table import label_cells
-from rag.types import DocMeta, Hit
-
-DATA = Path(__file__).resolve().parent / "data"
+from rag.types import Hit
 
 
 def _squash(text: str) -> str:
@@ -56,12 +52,7 @@ def main() -> None:
     ap.add_argument("--coverage", action="store_true", help="only count the passages read with their table header")
     args = ap.parse_args()
 
-    items = [
-        row
-        for path in sorted(DATA.glob("questions_*.jsonl"))
-        for row in load_jsonl(path)
-        if row["kind"] == "table" and row["answerable"] and row["split"] == args.set
-    ][: args.limit]
+    items = [row for row in verified_questions(args.set) if row["kind"] == "table" and row["answerable"]][: args.limit]
     settings = Settings.from_env()
     llm = make_llm(settings)
     if not args.coverage:
@@ -71,9 +62,7 @@ def main() -> None:
     for item in items:
         doc = item["doc"]
         if doc not in chunks:
-            path = next(p for p in (testdata() / d / doc for d in ("esg_pdfs", "zh_pdfs")) if p.is_file())
-            pages = load_pdf(path)
-            chunks[doc] = chunk_pages(pages, file=doc, doc_id=doc, meta=DocMeta(), max_tokens=settings.chunk_tokens)
+            chunks[doc] = document_chunks(doc, settings.chunk_tokens)
         holding = [c for c in chunks[doc] if _squash(item["evidence"]) in _squash(c.text)]
         if not holding:
             print(f"{item['id']}: no passage holds the evidence (it spans two chunks); skipped", file=sys.stderr)

@@ -53,3 +53,20 @@ def test_apply_gate_turns_answers_below_the_threshold_into_gate_refusals():
     assert apply_gate(answered, 0.4) == answered  # above the threshold: the stored answer stands
     ungated = answered | {"gate_p": None}  # the gate did not run (e.g. a model without a calibrated gate)
     assert apply_gate(ungated, 0.9) == ungated
+
+
+def test_a_perturbed_gold_answer_changes_one_figure_written_the_same_way():
+    from benchmarks.ground_gold import perturbed
+
+    assert perturbed("2.8 billion m3 in 2023") == "3.8 billion m3 in 2023"  # years are left alone
+    assert perturbed("1,069 kilotons, or +4%") == "1,465 kilotons, or +4%"
+    assert perturbed("约占37.4%") == "约占51.2%"
+    assert perturbed("In 2023, yes") is None
+
+
+def test_verified_questions_keep_their_split():
+    from benchmarks.common import verified_questions
+
+    dev, test = verified_questions("dev"), verified_questions("test")
+    assert dev and test and {r["split"] for r in dev} == {"dev"} and {r["split"] for r in test} == {"test"}
+    assert len(verified_questions()) == len(dev) + len(test)
