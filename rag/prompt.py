@@ -330,6 +330,7 @@ def rewrite_messages(
 # Words that carry no subject: question words, and what "What about …" / "How much …" add.
 _NOT_CONTEXT = QUESTION_WORDS | frozenset("about much many also then so between it its their they this that".split())
 _A_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
+_ZH_YEAR = re.compile(r"(?:FY\s?)?(?<!\d)(?:19|20)\d{2}(?!\d)\s*(?:财政年度|财年|年度|年)?", re.IGNORECASE)
 _YEAR_WORD = re.compile(r"fy'?\d{2}|(?:fy)?(?:19|20)\d{2}|fiscal")  # a lower-cased word that only dates a question
 
 
@@ -337,9 +338,12 @@ def context_terms(question: str, drop_years: bool = False) -> str:
     """The subject of an earlier question, to carry into a follow-up the model could not rewrite. English: its runs
     of words between question words ("What was SUEZ's gender equality index score in 2023?" -> "SUEZ gender equality
     index score, 2023"), without years (and "fiscal") when ``drop_years`` (the follow-up names its own year). A
-    Chinese question is kept whole (up to 60 characters): names are not marked by capitals there."""
+    Chinese question is kept whole (up to 60 characters; its years dropped likewise): names are not marked by
+    capitals there."""
     question = sanitize(question).strip()
     if detect_language(question) == "zh":
+        if drop_years:  # "西门子2024财年的范围1排放是多少？" beside "那2022年呢？" would search 2024 too
+            question = _ZH_YEAR.sub("", question)
         return question[:60]
     words: list[str] = []
     for word in re.findall(r"[A-Za-z0-9][\w&.\-'’]*", question):

@@ -234,6 +234,12 @@ def test_context_terms_carry_names_years_and_codes():
     assert context_terms("what is the target") == "target"
     assert context_terms("What about it?") == ""
     assert context_terms("腾讯2022年的碳排放是多少？") == "腾讯2022年的碳排放是多少？"
+    # A Chinese follow-up naming its own year must not search the earlier one too ("那2022年呢？" after 2024财年).
+    assert context_terms("西门子2024财年的范围1排放是多少？", drop_years=True) == "西门子的范围1排放是多少？"
+    assert context_terms("苏伊士FY2023年度的范围2排放是多少？", drop_years=True) == "苏伊士的范围2排放是多少？"
+    assert clean_rewrite("", "那2022年呢？", [("西门子2024财年的范围1排放是多少？", "34.7万吨 [1]")]) == (
+        "那2022年呢？ (西门子的范围1排放是多少？)"
+    )
 
 
 TARGET_PASSAGES = (
