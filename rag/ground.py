@@ -175,7 +175,8 @@ _GENERIC = frozenset(
     while with would year years figure figures number numbers report reports company group stated states state
     according however overall additionally furthermore moreover therefore thus hence regarding since although
     several another first second third finally currently notably specifically meanwhile instead similarly likewise
-    note source answer question passage passages document documents page pages table""".split()
+    note source answer question passage passages document documents page pages table euro euros dollar dollars yuan
+    renminbi million millions billion billions thousand thousands trillion percent cent tonne tonnes tons""".split()
 )
 _GENERIC_PAIRS = frozenset(
     "约有 大约 左右 其中 以上 超过 达到 公司 企业 报告 年度 合计 总计 共有 已经 分别 一共".split()

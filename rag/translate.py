@@ -25,16 +25,19 @@ from rag.types import Hit, Retrieval
 log = logging.getLogger(__name__)
 
 MAX_TOKENS = 48
+# The examples name a company in no knowledge base: a small model copies an example's name into translations of
+# names it does not know (with "西门子 -> Siemens" as the example, "苏伊士…" came back as "What was Siemens' …").
+_EXAMPLE_NAMES = {"en": ("Bluebay", "蓝湾"), "zh": ("蓝湾", "Bluebay")}
 _ASK = {
     "en": (
         "Translate the question below into English, to search a company's ESG report with it. Do not answer it. Keep "
         "company names (in their usual English form), figures and years.\n"
-        "Example: 西门子2023年的范围1排放是多少？ -> What were Siemens' Scope 1 emissions in 2023?\n\n"
+        "Example: 蓝湾集团2023年的范围1排放是多少？ -> What were Bluebay Group's Scope 1 emissions in 2023?\n\n"
         "Question: {question}\nEnglish question:"
     ),
     "zh": (
         "把下面的问题翻译成中文，用于检索企业的ESG报告。不要回答问题。保留公司名称、数字和年份。\n"
-        "例：What were Siemens' Scope 1 emissions in 2023? -> 西门子2023年的范围1排放是多少？\n\n"
+        "例：What were Bluebay Group's Scope 1 emissions in 2023? -> 蓝湾集团2023年的范围1排放是多少？\n\n"
         "问题：{question}\n中文问题："
     ),
 }
@@ -57,6 +60,9 @@ def clean_translation(raw: str, question: str, target: str) -> str | None:
     line = line.strip().strip("\"'“”‘’「」").strip()
     if not line or len(line) > 3 * len(question) + 80 or detect_language(line) != target:
         return None
+    copied, source_name = _EXAMPLE_NAMES[target]
+    if copied.lower() in line.lower() and source_name.lower() not in question.lower():
+        return None  # the example's company, copied in place of the question's
     # A translation keeps the question's figures; a figure it adds is the model answering instead (e.g. "SUEZ
     # processed 1,000 tons of wastewater in 2023."), and would steer retrieval to pages stating that number.
     asked = extract_figures(question)

@@ -360,3 +360,16 @@ def test_a_figures_own_scale_word_is_not_its_topic():
 
 def test_a_sentence_starting_with_because_names_nobody():
     assert names_in("Because it will always have residual emissions") == []
+
+
+def test_a_currency_word_of_the_question_is_not_the_figures_topic():
+    # The real model once answered SUEZ's revenue from p. 10's inclusive-spending target: "euros" of the question
+    # ("in euros?") sat beside "45 millions of euros" and passed for its topic.
+    text = (
+        "Spent in inclusive structures (i.e., employing vulnerable people; work reintegration facilities, ESATs in "
+        "France)\n29 M€ From 2023 45 millions of euros 39 M€"
+    )
+    hit = Hit(Chunk("s", "shaS", text, Source("cfb_suez_sd_progress_report_2023.pdf", page=10)), 0.5)
+    q = "What was SUEZ's total revenue in 2023, in euros?"
+    g = check("SUEZ's total revenue in 2023 was €45 million [1].", [hit], "en", q)
+    assert g.refusal and "something else" in g.refusal, g.refusal

@@ -88,3 +88,15 @@ def test_no_translation_when_no_document_in_the_other_language_is_in_scope():
     chain = RagChain(retriever, llm, SETTINGS, translator=QueryTranslator(llm), languages=lambda s: {"en"})
     chain.ask("How much wastewater did SUEZ treat?")
     assert retriever.queries == ["How much wastewater did SUEZ treat?"] and len(llm.calls) == 1
+
+
+def test_a_translation_that_copies_the_examples_company_is_dropped():
+    # With "西门子 -> Siemens" as the example, "苏伊士…" came back as "What was Siemens' …": the prompt's example now
+    # names a company in no knowledge base, and a translation naming it is not used.
+    assert (
+        clean_translation("What was Bluebay Group's water use in 2023?", "苏伊士2023年的用水量是多少？", "en") is None
+    )
+    assert clean_translation("蓝湾集团2023年的用水量是多少？", "What was SUEZ's water use in 2023?", "zh") is None
+    assert clean_translation("What was Bluebay Group's revenue?", "蓝湾集团的收入是多少？", "en") == (
+        "What was Bluebay Group's revenue?"
+    )
