@@ -39,7 +39,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import fmt_ci, load_jsonl, machine, peak_rss_mb, percentile, testdata, today, verified_pages
+from benchmarks.common import (
+    fmt_ci,
+    load_jsonl,
+    machine,
+    peak_rss_mb,
+    percentile,
+    source_pages,
+    testdata,
+    today,
+    verified_pages,
+)
 from rag.answer import RagChain
 from rag.llm import LLM, ChatMessage, make_llm
 from rag.prompt import refusal_text, silent_reason
@@ -134,8 +144,7 @@ def subset(items: list[Item], limit: int | None) -> list[Item]:
 
 
 def pages_of(hit: Hit) -> list[int]:
-    s = hit.chunk.source
-    return list(range(s.page, (s.last_page or s.page) + 1)) if s.page else []
+    return source_pages(hit.chunk.source)
 
 
 # --- knowledge base ------------------------------------------------------------------------------------------------

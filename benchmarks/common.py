@@ -42,6 +42,11 @@ def load_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def source_pages(source) -> list[int]:
+    """The 1-based pages a passage's ``Source`` spans (``page`` to ``last_page``); none for media."""
+    return list(range(source.page, (source.last_page or source.page) + 1)) if source.page else []
+
+
 def verified_questions(split: str = "all") -> list[dict]:
     """The verified question set's rows (benchmarks/data/questions_*.jsonl) of ``split``: dev, test or all."""
     paths = sorted((ROOT / "benchmarks" / "data").glob("questions_*.jsonl"))

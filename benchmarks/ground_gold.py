@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import document_chunks, fmt_ci, machine, today, verified_questions
+from benchmarks.common import document_chunks, fmt_ci, machine, source_pages, today, verified_questions
 from rag.figures import extract_figures
 from rag.ground import check, names_in
 from rag.settings import Settings
@@ -57,7 +57,7 @@ def perturbed(answer: str) -> str | None:
 
 def passages(chunks: list[Chunk], pages: list[int]) -> list[Chunk]:
     """The chunks that cover any of ``pages`` (1-based), in document order."""
-    return [c for c in chunks if any(c.source.page <= p <= (c.source.last_page or c.source.page) for p in pages)]
+    return [c for c in chunks if set(source_pages(c.source)) & set(pages)]
 
 
 def cite_all(answer: str, n: int) -> str:

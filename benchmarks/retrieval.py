@@ -39,6 +39,7 @@ from benchmarks.common import (
     peak_rss_mb,
     percentile,
     rank_metrics,
+    source_pages,
     testdata,
     today,
     verified_pages,
@@ -52,11 +53,6 @@ from rag.settings import Settings
 from rag.types import Scope
 
 log = logging.getLogger("bench")
-
-
-def pages_of(source) -> list[int]:
-    last = source.last_page or source.page
-    return list(range(source.page, last + 1)) if source.page else []
 
 
 def first_rank(pages: list[set[int]], gold: set[int]) -> int | None:
@@ -100,7 +96,7 @@ def run_ours(pdfs: list[Path], groups, verified, args) -> dict:
                 hits = retriever.retrieve(question, Scope(docs=(doc,)), k=10, mode=mode).hits
                 if mode == "hybrid":
                     latencies.append(time.perf_counter() - t)
-                ranked.append([set(pages_of(h.chunk.source)) for h in hits])
+                ranked.append([set(source_pages(h.chunk.source)) for h in hits])
             metrics[mode] = rank_metrics(ranked, list(groups.values()))
             metrics_verified[mode] = rank_metrics(ranked, list(verified.values()))
             if mode == "hybrid":
