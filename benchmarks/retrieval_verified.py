@@ -330,16 +330,26 @@ def main() -> None:
     def rank(item: Item, ranked: Ranked) -> int | None:
         return first_rank(page_sets([c for c, _ in ranked]), set(item.row["pages"]))
 
+    # The two fusions compared on answers (issue 15), side by side whatever the settings choose.
+    fusions = {
+        "RRF 1/1": settings.replace(fusion="rrf", dense_weight=1.0, bm25_weight=1.0, rrf_k=60),
+        "scores 0.4/0.6": settings.replace(fusion="scores", dense_weight=0.4, bm25_weight=0.6),
+    }
+
+    def fused(it: Item, dense: str, with_settings: Settings = settings, t: str = "") -> Ranked:
+        return fuse(it.lists[t + dense], it.lists[t + "bm25"], with_settings)
+
     methods = {
         "dense (key lines)": lambda it: it.lists["dense"],
         "dense (whole chunks)": lambda it: it.lists["dense_full"],
         "dense (both)": lambda it: it.lists["dense_both"],
         "bm25": lambda it: it.lists["bm25"],
-        "hybrid (key lines)": lambda it: fuse(it.lists["dense"], it.lists["bm25"], settings),
-        "hybrid, RRF 1/1 k60 (old default)": lambda it: fuse_rrf(((1, it.lists["dense"]), (1, it.lists["bm25"])), 60),
-        "hybrid (whole chunks)": lambda it: fuse(it.lists["dense_full"], it.lists["bm25"], settings),
-        "hybrid (both)": lambda it: fuse(it.lists["dense_both"], it.lists["bm25"], settings),
+        "hybrid (key lines)": lambda it: fused(it, "dense"),
+        "hybrid (whole chunks)": lambda it: fused(it, "dense_full"),
+        "hybrid (both)": lambda it: fused(it, "dense_both"),
     }
+    for label, fs in fusions.items():
+        methods[f"hybrid, {label}"] = lambda it, fs=fs: fused(it, "dense", fs)
     dense_key = "dense" if settings.two_level else "dense_full"
     for item in items:
         for name, make in methods.items():
@@ -348,13 +358,27 @@ def main() -> None:
             item.ranks[name] = rank(item, make(item))
         if "t_bm25" in item.lists:
             # Query translation as the app does it: both queries retrieved (hybrid), the rankings fused by page.
-            first = fuse(item.lists[dense_key], item.lists["bm25"], settings)
-            second = fuse(item.lists[f"t_{dense_key}"], item.lists["t_bm25"], settings)
+            first, second = fused(item, dense_key), fused(item, dense_key, t="t_")
             item.ranks["hybrid + translation"] = rank(item, fuse_rrf(((1.0, first), (1.0, second)), settings.rrf_k))
+            for label, fs in fusions.items():
+                pair = fused(item, "dense", fs), fused(item, "dense", fs, t="t_")
+                both = fuse_rrf(((1.0, pair[0]), (1.0, pair[1])), 60)
+                item.ranks[f"hybrid, {label} + translation"] = rank(item, both)
         elif args.translate and item.row["lang_pair"] in ("zh-en", "en-zh"):
+            # No usable translation: the question is retrieved as asked.
             item.ranks["hybrid + translation"] = item.ranks[
                 "hybrid (key lines)" if settings.two_level else "hybrid (whole chunks)"
             ]
+            for label in fusions:
+                item.ranks[f"hybrid, {label} + translation"] = item.ranks[f"hybrid, {label}"]
+    if args.translate:
+        # What the app retrieves: the question as asked, plus its translation when it is cross-lingual.
+        for item in items:
+            for label in ("", *(f", {f}" for f in fusions)):
+                hybrid = "hybrid (key lines)" if not label else f"hybrid{label}"
+                item.ranks[f"app{label}: hybrid, translation if cross-lingual"] = item.ranks.get(
+                    f"{hybrid} + translation" if label else "hybrid + translation", item.ranks[hybrid]
+                )
     if args.grid:
         for name, fusion in variants(settings).items():
             for dense_name in ("dense", "dense_full", "dense_both") if full_retrievers else ("dense",):
