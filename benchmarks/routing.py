@@ -256,6 +256,28 @@ def report(title: str, rows: list[dict], routes: list, wall: list[float], cpu: l
     return {"accuracy": m["accuracy"], "away": away, "kept": kept, "n": m["n"], "p95": percentile(wall, 95)}
 
 
+def floor_report(router: Router, routes: list, kbs: list, rows: list[dict]) -> None:
+    """The fixed relevance floor (``Settings.min_dense_score``) against a floor relative to the knowledge base: each
+    content question's best cosine on its source, and its z-score against what the router's unrelated messages (same
+    language) reach on that knowledge base (``KbEvidence.dense_z``). A relative floor can rescue a question the fixed
+    one refuses only if its z stands clear of unrelated messages'."""
+    floor = Settings().min_dense_score
+    print(f"\n## relevance floor on the content questions (fixed: best cosine < {floor} is refused)")
+    refused = []
+    for route, kb, row in zip(routes, kbs, rows, strict=True):
+        e = router.features(route.query, kb, route.query).kb
+        if e is None or e.dense is None or e.dense_z is None or e.dense_typical is None:
+            continue
+        if e.dense < floor:
+            refused.append(e.dense_z)
+            print(
+                f"  [{row['kind']}/{row['lang']}] cosine {e.dense:.3f}, unrelated messages {e.dense_typical:.3f}, "
+                f"z {e.dense_z:+.1f}: {row['text'][:70]!r}"
+            )
+    above = ", ".join(f"z >= {k}: {sum(z >= k for z in refused)}" for k in (1, 2, 3))
+    print(f"refused by the fixed floor (as asked, no translation): {len(refused)}/{len(rows)}; of these {above}")
+
+
 def answer_sample(items: list[dict], embedder, settings: Settings, kbs: dict, n: int, llm: str | None) -> None:
     """Answer ``n`` content questions (spread over kinds and languages) through ``Assistant.answer`` with the source
     alone in view: route, refusal, citations (and ▶ mm:ss for media)."""
@@ -306,6 +328,7 @@ def main() -> None:
     ap.add_argument("--kb", action="store_true", help="also route the development set with 8 test PDFs in view")
     ap.add_argument("--content", action="store_true", help="route routing_content.jsonl, each source alone in a KB")
     ap.add_argument("--no-dev", action="store_true", help="skip the development set (with --content)")
+    ap.add_argument("--floor", action="store_true", help="with --content: the relevance floor against the KB's own")
     ap.add_argument("--answers", type=int, default=0, help="with --content: answer N content questions with the LLM")
     ap.add_argument("--llm", default=None, help="with --answers: small, large (default: the settings') or a .gguf")
     ap.add_argument("--mmesg", type=int, default=0, help="add N MMESGBench questions as a RAG-only stress set")
@@ -430,6 +453,9 @@ def main() -> None:
         pred = predict(plain, base)
         to_rag = sum(g == "rag" and p == "rag" for g, p in zip(cgold, pred, strict=True))
         print(f"  with no vocabulary / document-reference rule at all: {to_rag}/63 content questions to rag")
+
+    if args.content and args.floor:
+        floor_report(router, [routes[i] for i in rag_idx], [pairs[i][1] for i in rag_idx], [crow[i] for i in rag_idx])
 
     if args.content and args.answers:
         answer_sample(items, embedder, settings, kbs, args.answers, args.llm)
