@@ -278,6 +278,56 @@ def floor_report(router: Router, routes: list, kbs: list, rows: list[dict]) -> N
     print(f"refused by the fixed floor (as asked, no translation): {len(refused)}/{len(rows)}; of these {above}")
 
 
+class _GateOnly:
+    """The LLM as the chain sees it, recording the answerability gate's P(yes) and generating no answer (a question
+    translation, which retrieval needs, is generated as usual)."""
+
+    def __init__(self, llm) -> None:
+        self.llm, self.name, self.n_ctx = llm, llm.name, llm.n_ctx
+        self.p_yes: float | None = None
+
+    def count_tokens(self, text: str) -> int:
+        return self.llm.count_tokens(text)
+
+    def yes_probability(self, messages) -> float | None:
+        self.p_yes = self.llm.yes_probability(messages)
+        return self.p_yes
+
+    def stream(self, messages, max_tokens: int, stop=()):
+        if "<passages>" not in messages[-1].content:  # not the answer prompt: the question's translation
+            yield from self.llm.stream(messages, max_tokens, stop)
+
+
+def gate_report(items: list[dict], embedder, settings: Settings, kbs: dict, llm: str | None) -> None:
+    """Each content question through ``Assistant.answer`` (its source alone in view, translation on) up to the
+    answerability gate: the gate's P(yes), or what refused the question before it."""
+    from rag.answer import GATE_THRESHOLDS
+    from rag.assistant import Assistant
+    from rag.llm import make_llm
+
+    model = make_llm(settings.replace(llm=llm) if llm else settings)
+    threshold = GATE_THRESHOLDS.get(model.name, 0.0)
+    print(f"\n## answerability gate on the content questions ({model.name}, refuses below P(yes) {threshold})")
+    by_kind: dict[tuple[str, str], list[float | None]] = {}
+    for r in (r for r in items if r["expect_route"] == "rag"):
+        probe = _GateOnly(model)
+        kb = kbs[r["source"]]
+        assistant = Assistant(settings.replace(kb_dir=kb.directory), embedder=embedder, llm=probe, translate=True)
+        answer = assistant.answer(r["question"])
+        p = probe.p_yes
+        by_kind.setdefault((r["kind"], r["lang"]), []).append(p)
+        verdict = "before the gate: " + (answer.reason or "") if p is None else f"P(yes) {p:.2f}"
+        print(f"  [{r['kind']}/{r['lang']}] {verdict[:80]}: {r['question'][:60]!r}")
+    for (kind, lang), ps in sorted(by_kind.items()):
+        seen = sorted(p for p in ps if p is not None)
+        passed = sum(p >= threshold for p in seen)
+        spread = f"P(yes) {seen[0]:.2f}-{seen[-1]:.2f}, median {seen[len(seen) // 2]:.2f}" if seen else ""
+        print(
+            f"{kind}/{lang}: {len(ps)} questions, {len(ps) - len(seen)} refused before the gate, {len(seen)} gated: "
+            f"{passed} pass, {len(seen) - passed} refused; {spread}"
+        )
+
+
 def answer_sample(items: list[dict], embedder, settings: Settings, kbs: dict, n: int, llm: str | None) -> None:
     """Answer ``n`` content questions (spread over kinds and languages) through ``Assistant.answer`` with the source
     alone in view: route, refusal, citations (and ▶ mm:ss for media)."""
@@ -328,6 +378,7 @@ def main() -> None:
     ap.add_argument("--kb", action="store_true", help="also route the development set with 8 test PDFs in view")
     ap.add_argument("--content", action="store_true", help="route routing_content.jsonl, each source alone in a KB")
     ap.add_argument("--no-dev", action="store_true", help="skip the development set (with --content)")
+    ap.add_argument("--gate", action="store_true", help="with --content: the answerability gate's P(yes), no answers")
     ap.add_argument("--floor", action="store_true", help="with --content: the relevance floor against the KB's own")
     ap.add_argument("--answers", type=int, default=0, help="with --content: answer N content questions with the LLM")
     ap.add_argument("--llm", default=None, help="with --answers: small, large (default: the settings') or a .gguf")
@@ -456,6 +507,9 @@ def main() -> None:
 
     if args.content and args.floor:
         floor_report(router, [routes[i] for i in rag_idx], [pairs[i][1] for i in rag_idx], [crow[i] for i in rag_idx])
+
+    if args.content and args.gate:
+        gate_report(items, embedder, settings, kbs, args.llm)
 
     if args.content and args.answers:
         answer_sample(items, embedder, settings, kbs, args.answers, args.llm)
