@@ -362,7 +362,7 @@ def main() -> None:
             item.ranks["hybrid + translation"] = rank(item, fuse_rrf(((1.0, first), (1.0, second)), settings.rrf_k))
             for label, fs in fusions.items():
                 pair = fused(item, "dense", fs), fused(item, "dense", fs, t="t_")
-                both = fuse_rrf(((1.0, pair[0]), (1.0, pair[1])), 60)
+                both = fuse_rrf(((1.0, pair[0]), (1.0, pair[1])), fs.rrf_k)
                 item.ranks[f"hybrid, {label} + translation"] = rank(item, both)
         elif args.translate and item.row["lang_pair"] in ("zh-en", "en-zh"):
             # No usable translation: the question is retrieved as asked.
@@ -373,12 +373,12 @@ def main() -> None:
                 item.ranks[f"hybrid, {label} + translation"] = item.ranks[f"hybrid, {label}"]
     if args.translate:
         # What the app retrieves: the question as asked, plus its translation when it is cross-lingual.
+        apps = {"app": ("hybrid (key lines)", "hybrid + translation")}
+        apps.update({f"app, {label}": (f"hybrid, {label}", f"hybrid, {label} + translation") for label in fusions})
         for item in items:
-            for label in ("", *(f", {f}" for f in fusions)):
-                hybrid = "hybrid (key lines)" if not label else f"hybrid{label}"
-                item.ranks[f"app{label}: hybrid, translation if cross-lingual"] = item.ranks.get(
-                    f"{hybrid} + translation" if label else "hybrid + translation", item.ranks[hybrid]
-                )
+            for app, (asked, translated) in apps.items():
+                app_rank = item.ranks.get(translated, item.ranks[asked])
+                item.ranks[f"{app}: hybrid, translation if cross-lingual"] = app_rank
     if args.grid:
         for name, fusion in variants(settings).items():
             for dense_name in ("dense", "dense_full", "dense_both") if full_retrievers else ("dense",):

@@ -256,12 +256,12 @@ def report(title: str, rows: list[dict], routes: list, wall: list[float], cpu: l
     return {"accuracy": m["accuracy"], "away": away, "kept": kept, "n": m["n"], "p95": percentile(wall, 95)}
 
 
-def floor_report(router: Router, routes: list, kbs: list, rows: list[dict]) -> None:
+def floor_report(router: Router, settings: Settings, routes: list, kbs: list, rows: list[dict]) -> None:
     """The fixed relevance floor (``Settings.min_dense_score``) against a floor relative to the knowledge base: each
     content question's best cosine on its source, and its z-score against what the router's unrelated messages (same
     language) reach on that knowledge base (``KbEvidence.dense_z``). A relative floor can rescue a question the fixed
     one refuses only if its z stands clear of unrelated messages'."""
-    floor = Settings().min_dense_score
+    floor = settings.min_dense_score
     print(f"\n## relevance floor on the content questions (fixed: best cosine < {floor} is refused)")
     refused = []
     for route, kb, row in zip(routes, kbs, rows, strict=True):
@@ -506,7 +506,8 @@ def main() -> None:
         print(f"  with no vocabulary / document-reference rule at all: {to_rag}/63 content questions to rag")
 
     if args.content and args.floor:
-        floor_report(router, [routes[i] for i in rag_idx], [pairs[i][1] for i in rag_idx], [crow[i] for i in rag_idx])
+        picked = [routes[i] for i in rag_idx], [pairs[i][1] for i in rag_idx], [crow[i] for i in rag_idx]
+        floor_report(router, settings, *picked)
 
     if args.content and args.gate:
         gate_report(items, embedder, settings, kbs, args.llm)
