@@ -106,23 +106,26 @@ def _page_key(hit: Hit) -> tuple:
 
 
 def fuse(first: Retrieval, second: Retrieval, k: int, rrf_k: int = 60) -> Retrieval:
-    """The two retrievals' passages merged by reciprocal rank (one passage per page: the better ranked copy), best
-    ``k`` kept; ties go to the higher dense score, and a page keeps the higher of its two dense scores. Keeps
-    ``first``'s query and scope; ``missing`` only when neither found anything."""
+    """The two retrievals' passages merged by reciprocal rank (one passage per page: the better ranked copy, ``first``
+    on a tie), best ``k`` kept; ties go to the higher dense score, and a page keeps the higher of its two dense scores.
+    Keeps ``first``'s query and scope; ``missing`` only when neither found anything."""
     scores: dict[tuple, float] = {}
-    best: dict[tuple, Hit] = {}
+    best: dict[tuple, tuple[int, Hit]] = {}  # page -> (rank of the copy kept, 0-based; the copy)
     for retrieval in (first, second):
         for rank, hit in enumerate(retrieval.hits):
             key = _page_key(hit)
             scores[key] = scores.get(key, 0.0) + 1.0 / (rrf_k + rank + 1)
             held = best.get(key)
-            if held is None:
-                best[key] = hit
-            elif (hit.dense or 0.0) > (held.dense or 0.0):
-                # The page's relevance is its best cosine under either query: the relevance floor
-                # (``min_dense_score``) must see how well the translated question matched the English page.
-                best[key] = replace(held, dense=hit.dense)
-    order = sorted(scores, key=lambda key: (-scores[key], -(best[key].dense or 0.0)))
-    hits = tuple(best[key] for key in order[:k])
+            # Each query's copy of a page holds the chunks that query matched: the Chinese question's copy of an
+            # English page can be a neighbouring paragraph that the translation, ranking the page first, did not
+            # pick (SUEZ p. 3: "diversity and inclusion" instead of the recycling figures), so keep the copy of the
+            # query that ranked the page higher.
+            keep = hit if held is None or rank < held[0] else held[1]
+            # The page's relevance is its best cosine under either query: the relevance floor (``min_dense_score``)
+            # must see how well the translated question matched the English page.
+            dense = max((h.dense for h in (hit, held[1] if held else None) if h and h.dense is not None), default=None)
+            best[key] = (min(rank, held[0]) if held else rank, replace(keep, dense=dense))
+    order = sorted(scores, key=lambda key: (-scores[key], -(best[key][1].dense or 0.0)))
+    hits = tuple(best[key][1] for key in order[:k])
     missing = first.missing if not hits else None
     return Retrieval(first.query, hits, first.scope, missing)

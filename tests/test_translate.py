@@ -54,6 +54,23 @@ def test_a_page_both_queries_find_keeps_its_better_dense_score():
     assert fuse(b, a, k=2).hits[0].dense == 0.88
 
 
+def test_a_page_both_queries_find_keeps_the_text_of_the_query_that_ranked_it_higher():
+    # SUEZ p. 3 (session 10): the Chinese question ranked the page 5th through a paragraph on diversity, its
+    # translation 1st through the recycling figures; the reader must get the recycling paragraph.
+    def on_p3(text: str, dense: float) -> Hit:
+        chunk = Chunk(f"p3-{dense}", "en.pdf", text, Source("en.pdf", page=3), DocMeta())
+        return Hit(chunk, 0.1, dense)
+
+    asked = Retrieval("q", (*(hit("en.pdf", p) for p in (11, 2, 8, 9)), on_p3("diversity and inclusion", 0.80)))
+    translated = Retrieval("t", (on_p3("2.7 million tonnes of secondary raw materials", 0.87), hit("en.pdf", 7)))
+    for fused in (fuse(asked, translated, k=5), fuse(translated, asked, k=5)):
+        (page3,) = [h for h in fused.hits if h.chunk.source.page == 3]
+        assert page3.chunk.text == "2.7 million tonnes of secondary raw materials" and page3.dense == 0.87
+    # equal ranks: the first retrieval's copy, with the better dense score of the two
+    tie = fuse(Retrieval("q", (on_p3("asked", 0.80),)), Retrieval("t", (on_p3("translated", 0.87),)), k=1)
+    assert tie.hits[0].chunk.text == "asked" and tie.hits[0].dense == 0.87
+
+
 class RecordingRetriever:
     def __init__(self) -> None:
         self.queries: list[str] = []
