@@ -44,14 +44,14 @@ class Settings:
     # --- retrieval
     retrieve_k: int = 50  # candidates per method before fusion (50 beat 20 on hit@10: docs/BENCHMARKS.md)
     top_k: int = 5  # passages handed to the LLM
-    # How the dense and BM25 lists are fused: rrf, scores (min-max normalised, weighted sum), agreement or pages
-    # (rag/retrieve.py). On the verified split (docs/BENCHMARKS.md, issue 15) scores 0.4/0.6 retrieves better (test
-    # hit@5 0.912 vs 0.860) and RRF 1/1 loses to BM25 on dev; but as the default it turned two real-model answer tests
-    # wrong (a cross-lingual answer, an absent-figure refusal) on the same report. The default stays RRF until answers
-    # are measured with score fusion on the verified set (ESG_FUSION=scores ESG_DENSE_WEIGHT=0.4 ESG_BM25_WEIGHT=0.6).
-    fusion: str = "rrf"
-    dense_weight: float = 1.0  # fusion weights
-    bm25_weight: float = 1.0
+    # How the dense and BM25 lists are fused: scores (min-max normalised, weighted sum), rrf, agreement or pages
+    # (rag/retrieve.py). Chosen on the verified dev split (docs/BENCHMARKS.md, issue 15): scores 0.4/0.6 is at least as
+    # good as its better list there (RRF 1/1 loses to BM25 alone), has the best hit@1 and MRR, and keeps a list's
+    # confident first place, which reciprocal ranks cannot. The reciprocal-rank constant below still fuses the
+    # rankings of a question and its translation (rag/translate.py).
+    fusion: str = "scores"
+    dense_weight: float = 0.4  # fusion weights
+    bm25_weight: float = 0.6
     rrf_k: int = 60
     bm25_k1: float = 1.2
     bm25_b: float = 0.75

@@ -169,7 +169,8 @@ def test_fusion_never_ranks_the_answer_below_the_better_list_on_a_constructed_ca
     bm25 = _ranked("r.pdf", [("gold", 14.0), ("a", 5.0), ("b", 4.8), ("c", 4.5)] + [(f"x{i}", 4.0) for i in range(6)])
     dense = _ranked("r.pdf", [("a", 0.86), ("b", 0.855), ("c", 0.85)] + [(f"y{i}", 0.84 - i / 100) for i in range(7)])
     best = min(_rank(bm25, "gold"), len(dense) + 1)
-    settings = Settings().replace(fusion="scores", dense_weight=0.4, bm25_weight=0.6)  # chosen on dev (issue 15)
+    settings = Settings.from_env(environ={})  # the default: score fusion 0.4/0.6, chosen on dev (issue 15)
+    assert (settings.fusion, settings.dense_weight, settings.bm25_weight) == ("scores", 0.4, 0.6)
     assert _rank(fuse(dense, bm25, settings), "gold") <= best == 1
     # Reciprocal-rank fusion with equal weights (the previous default) loses it: two near-ties present in both lists
     # outrank a list's confident first place.
